@@ -1,0 +1,126 @@
+"""The weight file format: one safetensors file whose header carries the model's JSON metadata
+(architecture, tile size, classes, colours, normalisation, provenance, metrics).
+
+Loading never executes code (no pickle). A human-readable copy of the metadata may sit beside
+the weights as ``<name>.json``; the header is authoritative.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .classes import CLASS_COLOURS, CLASS_NAMES
+from .errors import WeightsError
+from .model import DEFAULT_WIDTHS, FusionModel
+
+FORMAT = "wsfusion-weights/1"
+METADATA_KEY = "wsfusion"
+DEFAULT_WEIGHTS_NAME = "default.safetensors"
+
+
+@dataclass
+class ModelInfo:
+    """Everything a caller needs to run the model right, read from the weight file itself."""
+
+    tile_size: int = 300
+    in_channels: int = 3
+    widths: list[int] = field(default_factory=lambda: list(DEFAULT_WIDTHS))
+    fusion: str = "learned"
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    class_colours: list[list[int]] = field(default_factory=lambda: [list(c) for c in CLASS_COLOURS])
+    # Input x (uint8 RGB) becomes (x * scale - mean) / std before the networks.
+    normalisation: dict[str, Any] = field(
+        default_factory=lambda: {"scale": 1 / 255, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    )
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    name: str = "wsfusion"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, **asdict(self)}, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<metadata>") -> ModelInfo:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise WeightsError(f"{source}: metadata is not valid JSON ({exc.msg})") from None
+        if data.pop("format", None) != FORMAT:
+            raise WeightsError(f"{source}: not a {FORMAT} file")
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def build_model(info: ModelInfo) -> FusionModel:
+    return FusionModel(num_classes=info.num_classes, in_channels=info.in_channels,
+                       widths=info.widths, fusion=info.fusion)
+
+
+def save_weights(path: str | os.PathLike, model: FusionModel, info: ModelInfo,
+                 write_card: bool = True) -> Path:
+    """Write weights + metadata atomically; also a ``.json`` model card beside them."""
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
+    os.replace(tmp, path)
+    if write_card:
+        path.with_suffix(".json").write_text(info.to_json() + "\n")
+    return path
+
+
+def read_info(path: str | os.PathLike) -> ModelInfo:
+    """Read only the metadata (cheap: the header, not the tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises several types for a bad header
+        raise WeightsError(f"{path}: not a safetensors weights file ({exc})") from None
+    if METADATA_KEY not in meta:
+        raise WeightsError(f"{path}: safetensors file has no wsfusion metadata")
+    return ModelInfo.from_json(meta[METADATA_KEY], source=str(path))
+
+
+def load_weights(path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+                 ) -> tuple[FusionModel, ModelInfo]:
+    """Build the model its metadata describes and load its tensors, in eval mode."""
+    path = Path(path) if path is not None else default_weights_path()
+    info = read_info(path)
+    model = build_model(info)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise WeightsError(f"{path}: tensors do not match the architecture in its metadata ({first})"
+                           ) from None
+    return model.to(device).eval(), info
+
+
+def default_weights_path() -> Path:
+    """The model shipped inside the package; a clear error while none is shipped."""
+    path = Path(str(resources.files("wsfusion_core") / "data" / "weights" / DEFAULT_WEIGHTS_NAME))
+    if not path.is_file():
+        raise WeightsError(
+            f"{path}: no default weights are shipped with this build; pass --weights PATH "
+            "or use --method mean / --method median"
+        )
+    return path
