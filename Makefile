@@ -11,8 +11,17 @@ venv:
 demo: venv
 	$(PY) -m wsfusion_core.cli demo --output demo_output
 
+# Core tests and QGIS tests run in separate pytest processes (pytest-qgis starts a QgsApplication
+# at start-up); both always run, and make fails if either fails.
 test: venv
-	$(PY) -m pytest tests
+	@rc=0; $(MAKE) --no-print-directory test-core || rc=1; \
+	$(MAKE) --no-print-directory test-qgis || rc=1; exit $$rc
+
+test-core: venv
+	$(PY) -m pytest -p no:pytest_qgis --ignore=tests/qgis tests
+
+test-qgis: venv
+	$(PY) -m pytest tests/qgis
 
 lint: venv
 	$(PY) -m ruff check wsfusion_core training qgis_plugin tests bench

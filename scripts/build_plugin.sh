@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds dist/wsfusion.zip: a QGIS plugin zip whose single top folder wsfusion/ holds the plugin
+# modules, metadata.txt, and the pure-Python wsfusion_core package with its shipped data.
+# Needs only bash and python3 (no venv): "Install from ZIP" in QGIS takes the result as is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-dist/wsfusion.zip}
+PYTHON=${PYTHON:-python3}
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+dest="$stage/wsfusion"
+mkdir -p "$dest"
+
+copy_tree() {  # copy_tree SRC DST: everything but caches and compiled files
+  (cd "$1" && find . -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name '.*' -print0) |
+    while IFS= read -r -d '' f; do
+      mkdir -p "$2/$(dirname "$f")"
+      cp "$1/$f" "$2/$f"
+    done
+}
+
+copy_tree qgis_plugin "$dest"
+cp metadata.txt "$dest/metadata.txt"
+[ -f LICENSE ] && cp LICENSE "$dest/LICENSE"
+mkdir -p "$dest/wsfusion_core"
+copy_tree wsfusion_core "$dest/wsfusion_core"
+
+mkdir -p "$(dirname "$OUT")"
+OUT="$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")"
+tmp="$OUT.tmp.$$"
+rm -f "$tmp"
+(cd "$stage" && "$PYTHON" - "$tmp" <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
+    for root, dirs, files in os.walk("wsfusion"):
+        dirs.sort()
+        for name in sorted(files):
+            z.write(os.path.join(root, name))
+PY
+)
+mv -f "$tmp" "$OUT"
+echo "built $OUT ($(du -h "$OUT" | cut -f1))"

@@ -1,0 +1,34 @@
+"""Helpers shared by the QGIS tests (a uniquely named module: ``conftest`` is ambiguous, the
+core tests have their own)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # qgis_plugin is not an installed package: import it from the repo
+    sys.path.insert(0, str(REPO))
+HAS_API = importlib.util.find_spec("wsfusion_core.api") is not None
+needs_api = pytest.mark.skipif(not HAS_API, reason="wsfusion_core.api (fuse) is not written yet")
+
+CRS = "EPSG:32618"
+ORIGIN = (500000.0, 4100000.0)
+PIXEL = 10.0
+
+
+def write_raster(path: Path, data: np.ndarray, nodata: float | None = None,
+                 origin: tuple[float, float] = ORIGIN, crs: str = CRS) -> Path:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    count, height, width = data.shape
+    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
+                   crs=crs, transform=from_origin(*origin, PIXEL, PIXEL), nodata=nodata)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path

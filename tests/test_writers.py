@@ -1,0 +1,109 @@
+"""Writers: profiles, atomic publishing, colour tables, nodata choice, COG conversion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from wsfusion_core.classes import CLASS_COLOURS, CLASS_NAMES
+from wsfusion_core.errors import OutputError
+from wsfusion_core.grid import Grid
+from wsfusion_core.writers import (
+    OutputSet,
+    base_profile,
+    check_outputs,
+    natural_nodata,
+    open_fused,
+    open_quality,
+    open_segmentation,
+)
+
+GRID = Grid(rasterio.crs.CRS.from_epsg(32618), from_origin(500000, 4000000, 10, 10), 300, 280)
+
+
+def test_natural_nodata():
+    assert natural_nodata("uint8") == 0 and natural_nodata("uint16") == 0
+    assert natural_nodata("int16") == -32768
+    assert math.isnan(natural_nodata("float32"))
+
+
+def test_profile_is_tiled_deflate_with_predictor(tmp_path):
+    out = tmp_path / "f.tif"
+    with OutputSet() as outs:
+        w = outs.add(open_fused(out, GRID, 4, "uint16", 0, cog=False))
+        w.write(np.full((4, 280, 300), 7, np.uint16), 0)
+        outs.commit()
+    with rasterio.open(out) as src:
+        assert src.profile["tiled"] and src.block_shapes[0] == (256, 256)
+        assert src.compression.name == "deflate" and src.nodata == 0
+        assert src.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "2"
+        assert src.count == 4 and src.colorinterp[3].name != "alpha"  # NIR is not alpha
+    assert base_profile(GRID, 1, "float32", None)["predictor"] == 3
+
+
+def test_failure_removes_every_temp_file_and_keeps_old_target(tmp_path):
+    old = tmp_path / "f.tif"
+    old.write_bytes(b"previous result")
+    with pytest.raises(RuntimeError):
+        with OutputSet() as outs:
+            w = outs.add(open_fused(old, GRID, 3, "uint8", 0, cog=True))
+            outs.add(open_segmentation(tmp_path / "s.tif", GRID, cog=False))
+            w.write(np.zeros((3, 100, 300), np.uint8), 0)
+            assert len(list(tmp_path.iterdir())) == 3  # target + two hidden temp files
+            raise RuntimeError("boom")
+    assert [p.name for p in tmp_path.iterdir()] == ["f.tif"]
+    assert old.read_bytes() == b"previous result"
+
+
+def test_segmentation_colour_table_and_tags(tmp_path):
+    out = tmp_path / "s.tif"
+    with OutputSet() as outs:
+        w = outs.add(open_segmentation(out, GRID, cog=False, tags={"WSFUSION_MODEL": "x"}))
+        data = np.tile(np.array([0, 1, 2, 255], np.uint8), (280, 75))[None]
+        w.write(data, 0)
+        outs.commit()
+    with rasterio.open(out) as src:
+        cmap = src.colormap(1)
+        assert [cmap[i][:3] for i in range(3)] == [tuple(c) for c in CLASS_COLOURS]
+        assert cmap[255][3] == 0  # nodata transparent
+        assert src.nodata == 255 and src.tags()["CLASS_NAMES"] == ",".join(CLASS_NAMES)
+        assert src.tags(1)["CLASS_2"] == "building" and src.tags()["WSFUSION_MODEL"] == "x"
+        np.testing.assert_array_equal(src.read(), data)
+
+
+def test_quality_band_descriptions_and_cog(tmp_path):
+    from rio_cogeo.cogeo import cog_validate
+
+    grid = Grid(GRID.crs, GRID.transform, 700, 600)
+    out = tmp_path / "q.tif"
+    with OutputSet() as outs:
+        w = outs.add(open_quality(out, grid, [tmp_path / "a.tif", tmp_path / "b.tif"], cog=True))
+        for y in range(0, 600, 200):
+            w.write(np.full((2, 200, 700), 0.5, np.float32), y)
+        outs.commit()
+    ok, errors, _ = cog_validate(str(out))
+    assert ok, errors
+    with rasterio.open(out) as src:
+        assert src.descriptions == ("weight of a.tif", "weight of b.tif")
+        assert src.dtypes == ("float32", "float32") and math.isnan(src.nodata)
+        assert src.overviews(1)
+    assert [p.name for p in tmp_path.iterdir()] == ["q.tif"]
+
+
+def test_check_outputs(tmp_path):
+    a = tmp_path / "a.tif"
+    a.write_bytes(b"x")
+    with pytest.raises(OutputError, match="would overwrite input"):
+        check_outputs([tmp_path / "sub" / ".." / "a.tif"], [a], overwrite=True)
+    with pytest.raises(OutputError, match="two outputs"):
+        check_outputs([tmp_path / "o.tif", tmp_path / "o.tif"], [a], overwrite=False)
+    with pytest.raises(OutputError, match="does not exist"):
+        check_outputs([tmp_path / "missing" / "o.tif"], [a], overwrite=False)
+    (tmp_path / "o.tif").write_bytes(b"y")
+    with pytest.raises(OutputError, match="already exists"):
+        check_outputs([tmp_path / "o.tif"], [a], overwrite=False)
+    check_outputs([tmp_path / "o.tif"], [a], overwrite=True)

@@ -1,0 +1,319 @@
+"""Synthetic artifacts (paper §4.1): missing data and clouds with Perlin-noise shapes and the
+colour and texture of real clouds seen from above.
+
+Everything is vectorised numpy (plus scipy.ndimage once per cloud scene); no GDAL, so the
+training data path stays light. "Share" always means the fraction of pixels actually changed
+(not a bounding box), and ``corrupt`` returns that mask so callers and tests can check it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+# Cloud sources in ../shared/data/clouds and the split used for training (see docs/training.md).
+CLOUD_SOURCES = ("ukis_sentinel2", "ukis_landsat7", "cloud38", "eolearn")
+TRAIN_CLOUDS = ("ukis_sentinel2", "eolearn")
+VAL_CLOUDS = ("ukis_landsat7",)
+TEST_CLOUDS = ("cloud38",)
+
+# Tolerance (absolute, in share units) that ``corrupt`` guarantees and the tests check.
+SHARE_TOLERANCE = 0.01
+
+
+def _fade(t: np.ndarray) -> np.ndarray:
+    return t * t * t * (t * (t * 6 - 15) + 10)
+
+
+def perlin(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Classic 2-D gradient noise with ``res`` lattice cells per axis; values roughly -0.7..0.7."""
+    h, w = shape
+    ry, rx = max(1, int(res[0])), max(1, int(res[1]))
+    angles = rng.uniform(0, 2 * np.pi, (ry + 1, rx + 1))
+    gy, gx = np.sin(angles), np.cos(angles)
+    y = np.linspace(0, ry, h, endpoint=False)
+    x = np.linspace(0, rx, w, endpoint=False)
+    yi = np.minimum(y.astype(int), ry - 1)[:, None]
+    xi = np.minimum(x.astype(int), rx - 1)[None, :]
+    fy = (y - yi[:, 0])[:, None]
+    fx = (x - xi[0])[None, :]
+
+    def corner(dy: int, dx: int) -> np.ndarray:
+        return gy[yi + dy, xi + dx] * (fy - dy) + gx[yi + dy, xi + dx] * (fx - dx)
+
+    u, v = _fade(fx), _fade(fy)
+    top = corner(0, 0) * (1 - u) + corner(0, 1) * u
+    bottom = corner(1, 0) * (1 - u) + corner(1, 1) * u
+    return (top * (1 - v) + bottom * v).astype(np.float32)
+
+
+def fractal_noise(shape: tuple[int, int], rng: np.random.Generator, octaves: int = 4,
+                  base_res: int = 2, persistence: float = 0.5) -> np.ndarray:
+    """Several octaves of Perlin noise, normalised to about -1..1."""
+    out = np.zeros(shape, np.float32)
+    amp, total = 1.0, 0.0
+    for o in range(octaves):
+        r = base_res * 2 ** o
+        aspect = shape[1] / max(shape[0], 1)
+        out += amp * perlin(shape, (r, max(1, round(r * aspect))), rng)
+        total += amp
+        amp *= persistence
+    return out / (0.7 * total)
+
+
+_NOISE_TILE = 384
+_noise_tiles: list[np.ndarray] = []
+
+
+def _noise_tile_bank() -> list[np.ndarray]:
+    """Fractal noise tiles made once per process (fixed seed); cropping, strided sampling and
+    sign/orientation changes of these are as random as fresh noise and ~50x cheaper."""
+    if not _noise_tiles:
+        rng = np.random.default_rng(20240611)
+        for i in range(12):
+            _noise_tiles.append(fractal_noise((_NOISE_TILE, _NOISE_TILE), rng, octaves=5,
+                                              base_res=2 + i % 3))
+    return _noise_tiles
+
+
+def blob_noise(shape: tuple[int, int], rng: np.random.Generator, cells: float = 3.0
+               ) -> np.ndarray:
+    """About -1..1 fractal noise with roughly ``cells`` large features across ``shape``,
+    drawn from the cached tiles (fresh noise where the request exceeds them)."""
+    tiles = _noise_tile_bank()
+    i = int(rng.integers(len(tiles)))
+    base_cells = 2 + i % 3  # features across a whole tile
+    # Use a stride so the window shows about `cells` features.
+    span = _NOISE_TILE * cells / base_cells
+    step = max(1, min(int(round(span / max(shape))), _NOISE_TILE // max(shape)))
+    need_h, need_w = shape[0] * step, shape[1] * step
+    if need_h > _NOISE_TILE or need_w > _NOISE_TILE:
+        return fractal_noise(shape, rng, octaves=4, base_res=max(1, round(cells)))
+    t = tiles[i] if rng.random() < 0.5 else tiles[i].T
+    y = int(rng.integers(0, _NOISE_TILE - need_h + 1))
+    x = int(rng.integers(0, _NOISE_TILE - need_w + 1))
+    out = t[y:y + need_h:step, x:x + need_w:step]
+    if rng.random() < 0.5:
+        out = out[::-1]
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    return -out if rng.random() < 0.5 else out
+
+
+def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Cheap index-based resize, for smooth fields (blurred textures, soft shapes)."""
+    iy = np.minimum((np.arange(shape[0]) + 0.5) * a.shape[0] / shape[0], a.shape[0] - 1)
+    ix = np.minimum((np.arange(shape[1]) + 0.5) * a.shape[1] / shape[1], a.shape[1] - 1)
+    return a[iy.astype(int)][:, ix.astype(int)]
+
+
+def _random_dihedral(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    a = np.rot90(a, int(rng.integers(4)))
+    if rng.random() < 0.5:
+        a = a[:, ::-1]
+    return np.ascontiguousarray(a)
+
+
+@dataclass
+class CloudBank:
+    """Real cloud textures (RGB where a scene's mask says cloud, gaps filled from the nearest
+    cloud pixel) and optional real cloud shapes (soft probabilities) to modulate Perlin masks."""
+
+    textures: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) float32, median luma 1
+    shapes: list[np.ndarray] = field(default_factory=list)  # (h, w) float32 0..1
+    names: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_sources(cls, root: str | Path, sources: Sequence[str]) -> CloudBank:
+        """Load the named sources from ``root`` (the ``clouds`` folder of the shared data)."""
+        root = Path(root)
+        bank = cls()
+        for name in sources:
+            if name not in CLOUD_SOURCES:
+                raise ValueError(f"unknown cloud source {name!r}; choose from {CLOUD_SOURCES}")
+            if name.startswith("ukis_"):
+                path = root / "ukis_csmask" / f"{name[5:]}.npz"
+                with np.load(path) as d:
+                    rgb = d["img"][..., [2, 1, 0]].astype(np.float32)
+                    cloud = d["msk"][..., 0] == 4
+                bank.textures.append(_cloud_texture(rgb, cloud))
+            elif name == "cloud38":
+                from PIL import Image
+
+                stem = "patch_192_10_by_12_LC08_L1TP_002053_20160520_20170324_01_T1.jpg"
+                rgb = np.asarray(Image.open(root / "cloud38" / f"truecolor_{stem}"), np.float32)
+                gt = np.asarray(Image.open(root / "cloud38" / f"gt_{stem}"))
+                cloud = (gt[..., 0] if gt.ndim == 3 else gt) > 127
+                bank.textures.append(_cloud_texture(rgb / 255.0, cloud))
+            else:  # eolearn: 68 dates of soft cloud probability — shapes only
+                clp = np.load(root / "eolearn_slovenia" / "CLP.npy")[..., 0]
+                for frame in clp:
+                    if 0.05 < (frame > 0.5).mean() < 0.9:
+                        bank.shapes.append(frame.astype(np.float32))
+            bank.names.append(name)
+        if not bank.textures:
+            # Shapes-only banks still need a colour: plain bright cloud with Perlin texture.
+            bank.textures.append(np.ones((256, 256, 3), np.float32))
+        return bank
+
+    def texture(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+        """A (H, W, 3) cloud texture: random source, crop, rotation, flip, scale, brightness."""
+        tex = self.textures[int(rng.integers(len(self.textures)))]
+        scale = rng.uniform(0.5, 2.0)
+        ch = int(min(tex.shape[0], max(16, shape[0] / scale)))
+        cw = int(min(tex.shape[1], max(16, shape[1] / scale)))
+        y = int(rng.integers(0, tex.shape[0] - ch + 1))
+        x = int(rng.integers(0, tex.shape[1] - cw + 1))
+        crop = _random_dihedral(tex[y:y + ch, x:x + cw], rng)
+        if crop.shape[:2] != shape:
+            crop = _resize_nearest(crop, shape)
+        return np.clip(crop * rng.uniform(0.75, 1.0), 0.0, 1.0).astype(np.float32)
+
+    def shape_mask(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray | None:
+        if not self.shapes:
+            return None
+        s = _random_dihedral(self.shapes[int(rng.integers(len(self.shapes)))], rng)
+        return _resize_nearest(s, shape)
+
+
+def _cloud_texture(rgb: np.ndarray, cloud: np.ndarray) -> np.ndarray:
+    """Texture from the brighter half of a scene's cloud pixels (cloud edges are mostly ground),
+    gaps filled from the nearest such pixel and smoothed; chroma reduced to 40 % (mask edges still
+    carry ground colour), scaled so the median luma is 1."""
+    from scipy import ndimage
+
+    if cloud.sum() < 100:
+        raise ValueError("cloud scene has almost no cloud pixels")
+    luma = rgb.mean(axis=2)
+    core = cloud & (luma >= np.percentile(luma[cloud], 50))
+    idx = ndimage.distance_transform_edt(~core, return_distances=False, return_indices=True)
+    filled = ndimage.gaussian_filter(rgb[idx[0], idx[1]], sigma=(3, 3, 0))
+    grey = filled.mean(axis=2, keepdims=True)
+    filled = grey + 0.4 * (filled - grey)
+    return (filled / max(float(np.median(grey[core])), 1e-3)).astype(np.float32)
+
+
+def _white_texture(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    t = 0.9 + 0.08 * blob_noise(shape, rng, cells=4.0)
+    return np.repeat(t[..., None], 3, axis=2).clip(0, 1)
+
+
+def cloud_alpha(shape: tuple[int, int], share: float, rng: np.random.Generator,
+                clouds: CloudBank | None = None) -> np.ndarray:
+    """Alpha (H, W) in 0..1 whose non-zero pixels are ``share`` of the image.
+
+    Several random windows each carry a Perlin-noise blob (optionally modulated by a real cloud
+    shape); their sum is thresholded at the quantile that leaves exactly ``share`` above it, so
+    the share is met to the pixel whatever the shapes turned out to be."""
+    h, w = shape
+    n = h * w
+    if share <= 0:
+        return np.zeros(shape, np.float32)
+    field_ = 1e-3 * (blob_noise(shape, rng, cells=2.0) + 1.0)  # breaks ties
+    covered = np.zeros(shape, bool)
+    for _ in range(64):
+        if covered.mean() >= min(0.95, 1.6 * share + 0.05):
+            break
+        area = n * min(1.0, rng.uniform(0.5, 1.5) * max(share, 0.05))
+        aspect = np.exp(rng.uniform(-0.7, 0.7))
+        wh = int(np.clip(np.sqrt(area / aspect), 8, h))
+        ww = int(np.clip(np.sqrt(area * aspect), 8, w))
+        y0 = int(rng.integers(-wh // 4, h - 3 * wh // 4 + 1))
+        x0 = int(rng.integers(-ww // 4, w - 3 * ww // 4 + 1))
+        ys, xs = slice(max(y0, 0), min(y0 + wh, h)), slice(max(x0, 0), min(x0 + ww, w))
+        if ys.stop <= ys.start or xs.stop <= xs.start:
+            continue
+        yy = (np.arange(ys.start, ys.stop) - y0 + 0.5) / wh * 2 - 1
+        xx = (np.arange(xs.start, xs.stop) - x0 + 0.5) / ww * 2 - 1
+        envelope = np.clip(1 - (yy[:, None] ** 2 + xx[None, :] ** 2), 0, 1) ** 0.5
+        sub = (ys.stop - ys.start, xs.stop - xs.start)
+        blob = envelope * (0.6 + 0.5 * blob_noise(sub, rng, cells=rng.uniform(2, 4)))
+        shp = clouds.shape_mask(sub, rng) if clouds is not None and rng.random() < 0.5 else None
+        if shp is not None:
+            blob = blob * (0.3 + 0.7 * shp)
+        field_[ys, xs] += np.clip(blob, 0, None)
+        covered[ys, xs] |= envelope > 0
+    q = np.quantile(field_, 1.0 - share)
+    above = field_ > q
+    soft = max(float(np.quantile(field_[above], 0.5) - q), 1e-6) if above.any() else 1.0
+    ramp = np.clip((field_ - q) / soft, 0, 1)
+    return np.where(above, 0.1 + 0.9 * ramp, 0.0).astype(np.float32)
+
+
+def missing_mask(shape: tuple[int, int], share: float, rng: np.random.Generator) -> np.ndarray:
+    """Union of random rectangles (random position and aspect, some anchored at an edge as
+    swath borders are) covering ``share`` of the pixels within SHARE_TOLERANCE."""
+    h, w = shape
+    n = h * w
+    mask = np.zeros(shape, bool)
+    target = int(round(share * n))
+    if target <= 0:
+        return mask
+    pieces = int(rng.integers(1, 4))
+    for _ in range(200):
+        need = target - int(mask.sum())
+        if need <= SHARE_TOLERANCE * n / 2:
+            break
+        area = max(need, n * share / pieces) * rng.uniform(0.6, 1.2)
+        aspect = np.exp(rng.uniform(-1.2, 1.2))
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        if rng.random() < 0.3:  # anchored at an edge
+            if rng.random() < 0.5:
+                cy = 0.0 if rng.random() < 0.5 else float(h)
+            else:
+                cx = 0.0 if rng.random() < 0.5 else float(w)
+
+        def rect(scale: float, cy: float = cy, cx: float = cx, area: float = area,
+                 aspect: float = aspect) -> np.ndarray:
+            rh = np.sqrt(area / aspect) * scale
+            rw = np.sqrt(area * aspect) * scale
+            m = np.zeros(shape, bool)
+            m[max(0, int(cy - rh / 2)):max(0, int(np.ceil(cy + rh / 2))),
+              max(0, int(cx - rw / 2)):max(0, int(np.ceil(cx + rw / 2)))] = True
+            return m
+
+        new = mask | rect(1.0)
+        if new.sum() > target + SHARE_TOLERANCE * n / 2:
+            lo, hi = 0.0, 1.0  # shrink this rectangle about its centre until it fits
+            for _ in range(20):
+                mid = (lo + hi) / 2
+                if (mask | rect(mid)).sum() > target:
+                    hi = mid
+                else:
+                    lo = mid
+            new = mask | rect(lo)
+        mask = new
+    return mask
+
+
+def corrupt(image: np.ndarray, kind: str, share: float, rng: np.random.Generator,
+            clouds: CloudBank | None = None, opacity: float | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Spoil ``share`` of an (H, W, C) 0..1 image with clouds or missing data.
+
+    Returns (corrupted float32 copy, affected bool (H, W)). Missing pixels are 0 in all
+    channels. ``opacity`` (clouds only) defaults to a random draw: mostly thick, sometimes thin."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be within 0..1, not {share}")
+    image = np.asarray(image, np.float32)
+    shape = image.shape[:2]
+    if kind == "missing":
+        affected = missing_mask(shape, share, rng)
+        out = image.copy()
+        out[affected] = 0.0
+        return out, affected
+    if kind != "cloud":
+        raise ValueError(f"kind must be 'cloud' or 'missing', not {kind!r}")
+    alpha = cloud_alpha(shape, share, rng, clouds)
+    if opacity is None:
+        opacity = rng.uniform(0.85, 1.0) if rng.random() < 0.75 else rng.uniform(0.35, 0.85)
+    alpha *= opacity
+    tex = clouds.texture(shape, rng) if clouds is not None else _white_texture(shape, rng)
+    if image.shape[2] != 3:
+        tex = np.repeat(tex.mean(axis=2, keepdims=True), image.shape[2], axis=2)
+    a = alpha[..., None]
+    out = (1 - a) * image + a * tex
+    return out.astype(np.float32), alpha > 0

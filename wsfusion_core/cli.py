@@ -1,0 +1,334 @@
+"""``wsfusion-raster``: the command line face of ``wsfusion_core.api`` (fuse, info, demo).
+
+Every user-facing failure is one line ``Error: <message>`` on stderr and exit 1, so shell
+scripts and GIS batch tools can rely on the exit code; Ctrl-C asks the engine to stop at the
+next batch (it removes its temp files) and exits 130, the shell convention for SIGINT.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from .errors import Cancelled, WeightsError, WsfusionError
+
+EXIT_CANCELLED = 130
+_STATE = {"debug": bool(os.environ.get("WSFUSION_DEBUG"))}
+SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
+
+
+class _Group(click.Group):
+    """Turns click usage errors, WsfusionError and Ctrl-C into one line and an exit code."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        code = 0
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `wsfusion-raster`: help, exit 0
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        except (Cancelled, KeyboardInterrupt, click.Abort):
+            _trace()
+            click.echo("Cancelled", err=True)
+            code = EXIT_CANCELLED
+        except click.ClickException as exc:
+            _trace()
+            click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
+            code = 1
+        except WsfusionError as exc:
+            _trace()
+            msg = _one_line(str(exc))
+            if isinstance(exc, WeightsError) and "--method" not in msg:
+                msg += " (pass --weights PATH to a wsfusion model, or use --method mean/median)"
+            click.echo(f"Error: {msg}", err=True)
+            code = 1
+        except Exception as exc:  # noqa: BLE001 - unexpected: still one line unless --debug
+            if _STATE["debug"]:
+                raise
+            click.echo(f"Error: {type(exc).__name__}: {_one_line(str(exc))} "
+                       "(run with --debug for the traceback)", err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(msg.split())
+
+
+def _trace() -> None:
+    if _STATE["debug"]:
+        traceback.print_exc()
+
+
+def _set_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        _STATE["debug"] = True
+    return value
+
+
+def _parse_bands(_ctx: click.Context, _param: click.Parameter,
+                 value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        bands = tuple(int(b) for b in value.replace(" ", "").split(",") if b)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of band numbers "
+                                 "(e.g. 1,2,3)") from None
+    if not bands or min(bands) < 1:
+        raise click.BadParameter(f"{value!r}: band numbers start at 1 (e.g. 1,2,3)")
+    return bands
+
+
+debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
+                            callback=_set_debug, help="Show tracebacks on errors.")
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
+                             default="auto", show_default=True,
+                             help="Where the networks run (auto: CUDA if available).")
+
+
+@click.group(cls=_Group, no_args_is_help=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wsfusion", prog_name="wsfusion-raster")
+@debug_option
+def main() -> None:
+    """Fuse co-located overhead images (clouds, gaps) into one clean GeoTIFF and map roads and
+    buildings from it."""
+
+
+# ------------------------------------------------------------------------------------ fuse
+
+
+class _Progress:
+    """A tqdm bar on stderr fed by the engine's fraction callback; log lines go above it."""
+
+    def __init__(self, quiet: bool, desc: str) -> None:
+        self.quiet = quiet
+        self.desc = desc
+        self.bar = None
+
+    def log(self, msg: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(msg, file=sys.stderr)
+        else:
+            click.echo(msg, err=True)
+
+    def update(self, fraction: float) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=1000, desc=self.desc, file=sys.stderr, unit="‰", leave=True,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
+                            dynamic_ncols=True, mininterval=0.2)
+        n = int(round(max(0.0, min(1.0, fraction)) * 1000))
+        if n > self.bar.n:
+            self.bar.update(n - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _CtrlC:
+    """First Ctrl-C sets a flag the engine polls between batches (it then cleans up and raises
+    Cancelled); a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._old: Any = None
+
+    def __call__(self) -> bool:
+        return self.flag
+
+    def _handler(self, _signum: int, _frame: Any) -> None:
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+        click.echo("\nCtrl-C: stopping after the current batch (press again to abort now)",
+                   err=True)
+
+    def __enter__(self) -> _CtrlC:
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread (e.g. embedded): rely on KeyboardInterrupt
+            self._old = None
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _run_fuse(inputs: Sequence[str], output: str, quiet: bool, desc: str = "fusing",
+              **kwargs: Any):
+    from .api import fuse
+
+    progress = _Progress(quiet, desc)
+    try:
+        with _CtrlC() as ctrl_c:
+            return fuse(list(inputs), output, progress=progress.update, cancel=ctrl_c,
+                        log=progress.log, **kwargs)
+    finally:
+        progress.close()
+
+
+def _summary(result, extra: Sequence[tuple[str, str]] = ()) -> str:
+    rows = [("fused", f"{result.output} ({result.count} band(s), {result.width} x "
+                      f"{result.height} px, {result.crs or 'no CRS'})")]
+    if result.segmentation is not None:
+        rows.append(("segmentation", str(result.segmentation)))
+    if result.quality is not None:
+        rows.append(("quality", str(result.quality)))
+    rows += list(extra)
+    rows.append(("method", result.method + (f" (model {result.model})" if result.model else "")))
+    rows.append(("device", result.device))
+    mpx = result.width * result.height / 1e6
+    rows.append(("time", f"{result.seconds:.1f} s for {mpx:.2f} Mpx ({result.tiles} tiles)"))
+    width = max(len(k) for k, _ in rows) + 1
+    return "\n".join(f"{k + ':':<{width}} {v}" for k, v in rows)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                type=click.Path(dir_okay=True, path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str),
+              help="Fused GeoTIFF to write (same bands and data type as the inputs).")
+@click.option("--segmentation", type=click.Path(path_type=str),
+              help="Also write the road/building class map (uint8, 255 = nodata).")
+@click.option("--quality", type=click.Path(path_type=str),
+              help="Also write the per-input weights (float32, one band per input).")
+@click.option("--weights", type=click.Path(path_type=str),
+              help="Model weights (.safetensors); default: the shipped model.")
+@click.option("--method", type=click.Choice(["learned", "mean", "median"]), default="learned",
+              show_default=True, help="learned: quality-weighted (the paper); mean/median: "
+              "per-pixel composite of the valid inputs, no network.")
+@device_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Tiles per network batch (default 16 on GPU, 4 on CPU).")
+@click.option("--overlap", type=click.IntRange(min=0), default=64, show_default=True,
+              help="Pixels shared by neighbouring tiles (blended to hide seams).")
+@click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
+              help="1-based bands fed to the networks as RGB (default 1,2,3); all bands are "
+              "fused.")
+@click.option("--reference", type=click.Path(path_type=str),
+              help="Raster whose grid the outputs use (default: the first input).")
+@click.option("--cog", is_flag=True, help="Write Cloud Optimized GeoTIFFs.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info lines.")
+@debug_option
+def fuse(inputs: tuple[str, ...], output: str, segmentation: str | None,
+         quality: str | None, weights: str | None, method: str, device: str,
+         batch_size: int | None, overlap: int, bands: tuple[int, ...] | None,
+         reference: str | None, cog: bool, overwrite: bool, quiet: bool) -> None:
+    """Fuse INPUT rasters of the same place into one GeoTIFF.
+
+    One input is accepted (useful with --segmentation to map a single image); fusion needs
+    two or more. Inputs on other grids are warped onto the reference grid on the fly.
+
+    \b
+    Example:
+      wsfusion-raster fuse a.tif b.tif c.tif -o fused.tif --segmentation classes.tif
+    """
+    result = _run_fuse(inputs, output, quiet, segmentation=segmentation, quality=quality,
+                       method=method, weights=weights, device=device, batch_size=batch_size,
+                       overlap=overlap, bands=bands, reference=reference, cog=cog,
+                       overwrite=overwrite)
+    click.echo(_summary(result))
+
+
+# ------------------------------------------------------------------------------------ info
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+                type=click.Path(path_type=str))
+@click.option("--reference", type=click.Path(path_type=str),
+              help="Raster whose grid fuse would use (default: the first input).")
+@click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
+              help="Bands fuse would feed to the networks (default 1,2,3).")
+@debug_option
+def info(inputs: tuple[str, ...], reference: str | None,
+         bands: tuple[int, ...] | None) -> None:
+    """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
+    from .api import inspect
+
+    click.echo(inspect(list(inputs), reference=reference, bands=bands).to_text())
+
+
+# ------------------------------------------------------------------------------------ demo
+
+
+def sample_inputs(sample_dir: Path = SAMPLE_DIR) -> list[Path]:
+    """The shipped spoiled inputs (``input_*.tif``), date order."""
+    files = sorted(sample_dir.glob("input_*.tif"))
+    if not files:
+        raise WsfusionError(f"{sample_dir}: no sample inputs (input_*.tif) found; "
+                            "reinstall wsfusion or run scripts/make_sample.py")
+    return files
+
+
+def _default_weights_available() -> bool:
+    from .weights import default_weights_path
+
+    try:
+        return Path(default_weights_path()).is_file()
+    except WsfusionError:
+        return False
+
+
+@main.command()
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("wsfusion-demo"), show_default=True,
+              help="Folder for the demo outputs (created; its demo files are replaced).")
+@click.option("--method", type=click.Choice(["learned", "mean", "median"]), default=None,
+              help="Default: learned if the shipped model is present, else median.")
+@click.option("--weights", type=click.Path(path_type=str),
+              help="Model weights (.safetensors); default: the shipped model.")
+@device_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or info lines.")
+@debug_option
+def demo(output_dir: Path, method: str | None, weights: str | None, device: str,
+         quiet: bool) -> None:
+    """Fuse the shipped three-date NAIP sample and write a PNG quicklook."""
+    from .quicklook import quicklook
+
+    inputs = sample_inputs()
+    have_model = weights is not None or _default_weights_available()
+    if method is None:
+        method = "learned" if have_model else "median"
+        if not have_model:
+            click.echo("No trained weights are shipped with this install: using --method "
+                       "median (no segmentation). Pass --weights PATH for the learned fusion.",
+                       err=True)
+    if method == "learned" and not have_model:
+        raise WsfusionError("the learned method needs a model and none is shipped; pass "
+                            "--weights PATH or use --method median")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fused = output_dir / "demo_fused.tif"
+    seg = output_dir / "demo_segmentation.tif" if have_model else None
+    png = output_dir / "demo_quicklook.png"
+    result = _run_fuse([str(p) for p in inputs], str(fused), quiet, desc="demo",
+                       segmentation=seg, method=method, weights=weights, device=device,
+                       overwrite=True)
+    quicklook(inputs, fused, png, segmentation=seg)
+    click.echo(_summary(result, [("quicklook", str(png)),
+                                 ("inputs", ", ".join(p.name for p in inputs))]))
+
+
+if __name__ == "__main__":
+    main()

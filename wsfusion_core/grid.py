@@ -1,0 +1,292 @@
+"""Put every input on one pixel grid and say, per pixel, whether each input has data there.
+
+The reference (``reference=`` or the first input) defines the grid. Inputs already on that grid
+are read directly; others are warped onto it on the fly with a ``WarpedVRT`` (bilinear), so no
+aligned copy is ever written or held in memory. Validity comes from the input's nodata value,
+its alpha band or internal mask, and its footprint (outside it after warping → invalid).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from .errors import InputError
+
+# Below this share of the reference covered, an input is treated as not overlapping at all.
+MIN_OVERLAP = 1e-9
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What one raster file says about itself (no pixels read)."""
+
+    path: Path
+    width: int
+    height: int
+    image_bands: tuple[int, ...]  # 1-based indexes of the image bands (alpha excluded)
+    alpha: int | None  # 1-based index of an alpha band, if any
+    dtype: str
+    nodata: float | None
+    crs: CRS | None
+    transform: Affine
+    mask_kind: str  # "nodata" | "alpha" | "mask" | "none"
+    driver: str = ""
+
+    @property
+    def count(self) -> int:
+        return len(self.image_bands)
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return (math.hypot(self.transform.a, self.transform.d),
+                math.hypot(self.transform.b, self.transform.e))
+
+    def grid(self) -> Grid:
+        return Grid(self.crs, self.transform, self.width, self.height)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The output pixel grid."""
+
+    crs: CRS | None
+    transform: Affine
+    width: int
+    height: int
+
+    def footprint(self):
+        return _pixel_footprint(self.transform, self.width, self.height)
+
+    def same_as(self, info: RasterInfo) -> bool:
+        """True when ``info`` can be read pixel-for-pixel without resampling."""
+        if (info.width, info.height) != (self.width, self.height):
+            return False
+        if self.crs is None or info.crs is None:
+            return self.crs is None and info.crs is None
+        if info.crs != self.crs:
+            return False
+        tol = 1e-6 * max(abs(self.transform.a), abs(self.transform.e), 1e-12)
+        return all(abs(a - b) <= tol for a, b in zip(tuple(info.transform)[:6],
+                                                      tuple(self.transform)[:6]))
+
+
+def describe(path: str | os.PathLike) -> RasterInfo:
+    """Open ``path`` just long enough to read its header; a clear InputError if that fails."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not a raster")
+    try:
+        with rasterio.open(p) as src:
+            alpha = next((i for i, ci in zip(src.indexes, src.colorinterp)
+                          if ci == ColorInterp.alpha), None)
+            bands = tuple(i for i in src.indexes if i != alpha)
+            if not bands:
+                raise InputError(f"{p}: has no image bands")
+            flags = src.mask_flag_enums[bands[0] - 1]
+            if src.nodata is not None:
+                kind = "nodata"
+            elif alpha is not None:
+                kind = "alpha"
+            elif MaskFlags.per_dataset in flags and MaskFlags.all_valid not in flags:
+                kind = "mask"
+            else:
+                kind = "none"
+            crs = src.crs if src.crs else None
+            if crs is None and src.gcps[0]:
+                raise InputError(f"{p}: georeferenced by ground control points only; "
+                                 "warp it to a CRS first (gdalwarp)")
+            return RasterInfo(p, src.width, src.height, bands, alpha, src.dtypes[bands[0] - 1],
+                              src.nodata, crs, src.transform, kind, src.driver)
+    except InputError:
+        raise
+    except RasterioIOError as exc:
+        raise InputError(f"{p}: not a readable raster ({_first_line(exc)})") from None
+    except Exception as exc:  # corrupt headers raise a variety of types
+        raise InputError(f"{p}: cannot be read ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _pixel_footprint(transform: Affine, width: int, height: int, densify: int = 21):
+    """Polygon of a raster's extent in its own CRS, densified so it bends right when reprojected."""
+    from shapely.geometry import Polygon
+
+    t = np.linspace(0.0, 1.0, densify)
+    cols = np.concatenate([t * width, np.full_like(t, width), (1 - t) * width, np.zeros_like(t)])
+    rows = np.concatenate([np.zeros_like(t), t * height, np.full_like(t, height), (1 - t) * height])
+    a, b, c, d, e, f = tuple(transform)[:6]
+    xs, ys = a * cols + b * rows + c, d * cols + e * rows + f
+    return Polygon(zip(xs, ys))
+
+
+def footprint_in(info: RasterInfo, crs: CRS | None):
+    """The raster's footprint in ``crs`` (densified edges, reprojected with pyproj)."""
+    from pyproj import Transformer
+    from shapely.geometry import Polygon
+
+    poly = _pixel_footprint(info.transform, info.width, info.height)
+    if crs is None or info.crs is None or info.crs == crs:
+        return poly
+    tr = Transformer.from_crs(info.crs.to_wkt(), crs.to_wkt(), always_xy=True)
+    xs, ys = poly.exterior.coords.xy
+    px, py = tr.transform(np.asarray(xs), np.asarray(ys), errcheck=False)
+    ok = np.isfinite(px) & np.isfinite(py)
+    if ok.sum() < 3:
+        return Polygon()
+    out = Polygon(zip(np.asarray(px)[ok], np.asarray(py)[ok]))
+    return out if out.is_valid else out.buffer(0)
+
+
+def overlap_fraction(info: RasterInfo, grid: Grid) -> float:
+    """Share of the reference grid's area that ``info`` covers (0..1)."""
+    if grid.crs is None or info.crs is None:
+        return 1.0 if (info.width, info.height) == (grid.width, grid.height) else 0.0
+    ref = grid.footprint()
+    if ref.area == 0:
+        return 0.0
+    try:
+        return float(footprint_in(info, grid.crs).intersection(ref).area / ref.area)
+    except Exception:  # degenerate geometry after reprojection: treat as no overlap
+        return 0.0
+
+
+@dataclass
+class Alignment:
+    """The checked plan: output grid, input headers, and which inputs need warping."""
+
+    grid: Grid
+    inputs: list[RasterInfo]
+    reference: RasterInfo
+    overlaps: list[float] = field(default_factory=list)
+    warped: list[bool] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return self.inputs[0].count
+
+
+def check_compatible(infos: Sequence[RasterInfo]) -> None:
+    """The rules all inputs must meet together; raises InputError naming the first offender."""
+    first = infos[0]
+    for info in infos[1:]:
+        if info.count != first.count:
+            raise InputError(f"{info.path}: has {info.count} image band(s) but {first.path} has "
+                             f"{first.count}; all inputs need the same bands")
+    with_crs = [i for i in infos if i.crs is not None]
+    if with_crs and len(with_crs) != len(infos):
+        bad = next(i for i in infos if i.crs is None)
+        raise InputError(f"{bad.path}: has no CRS while other inputs do; assign one (gdal_edit.py "
+                         "-a_srs) or give all inputs without one")
+    if not with_crs:
+        for info in infos[1:]:
+            if (info.width, info.height) != (first.width, first.height):
+                raise InputError(f"{info.path}: has no CRS and its size {info.width}x{info.height}"
+                                 f" differs from {first.path} ({first.width}x{first.height}); "
+                                 "inputs without a CRS must share one size")
+
+
+def align(inputs: Sequence[str | os.PathLike], reference: str | os.PathLike | None = None
+          ) -> Alignment:
+    """Read the headers, check the inputs fit together and overlap the reference grid."""
+    if not inputs:
+        raise InputError("no input rasters given")
+    infos = [describe(p) for p in inputs]
+    ref = describe(reference) if reference is not None else infos[0]
+    check_compatible(infos)
+    if (ref.crs is None) != (infos[0].crs is None):
+        raise InputError(f"{ref.path}: reference and inputs must all have a CRS or all lack one")
+    if ref.crs is None and (ref.width, ref.height) != (infos[0].width, infos[0].height):
+        raise InputError(f"{ref.path}: has no CRS and its size differs from the inputs'")
+    grid = ref.grid()
+    overlaps, warped = [], []
+    for info in infos:
+        frac = overlap_fraction(info, grid)
+        if frac <= MIN_OVERLAP:
+            raise InputError(f"{info.path}: does not overlap the reference grid ({ref.path})")
+        overlaps.append(frac)
+        warped.append(not grid.same_as(info))
+    return Alignment(grid, infos, ref, overlaps, warped)
+
+
+class AlignedReader:
+    """Reads one input on the output grid: (bands, valid) for any window, warping if needed."""
+
+    def __init__(self, info: RasterInfo, grid: Grid, resampling: Resampling = Resampling.bilinear):
+        self.info = info
+        self.grid = grid
+        try:
+            self._src = rasterio.open(info.path)
+        except Exception as exc:
+            raise InputError(f"{info.path}: cannot be opened ({_first_line(exc)})") from None
+        self._vrt = None
+        self._alpha = info.alpha
+        if not grid.same_as(info):
+            # Without nodata or alpha, a destination alpha carries the source's internal mask and
+            # its footprint through the warp; with nodata, the warp marks outside-footprint nodata.
+            add_alpha = info.nodata is None and info.alpha is None
+            self._vrt = WarpedVRT(self._src, crs=grid.crs, transform=grid.transform,
+                                  width=grid.width, height=grid.height, resampling=resampling,
+                                  add_alpha=add_alpha)
+            if add_alpha:
+                self._alpha = self._vrt.count
+        self._ds = self._vrt if self._vrt is not None else self._src
+        self._float = np.dtype(info.dtype).kind == "f"
+
+    def read(self, window: Window, out_shape: tuple[int, int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """→ (data (C, h, w) in the input's dtype, valid (h, w) bool). Invalid pixels keep
+        whatever value the file holds; callers must use ``valid``, never the values."""
+        idx = list(self.info.image_bands) + ([self._alpha] if self._alpha else [])
+        kw = {"window": window}
+        if out_shape is not None:
+            kw.update(out_shape=(len(idx),) + tuple(out_shape), resampling=Resampling.nearest)
+        try:
+            arr = self._ds.read(idx, **kw)
+            if self._alpha:
+                data, valid = arr[:-1], arr[-1] > 0
+            else:
+                data = arr
+                nd = self.info.nodata
+                if nd is not None:
+                    valid = (~np.isnan(data) if math.isnan(nd) else data != nd).any(axis=0)
+                elif self.info.mask_kind == "mask":
+                    mkw = {"window": window}
+                    if out_shape is not None:
+                        mkw.update(out_shape=tuple(out_shape), resampling=Resampling.nearest)
+                    valid = self._ds.dataset_mask(**mkw) > 0
+                else:
+                    valid = np.ones(data.shape[1:], dtype=bool)
+        except Exception as exc:
+            raise InputError(f"{self.info.path}: read failed ({_first_line(exc)})") from None
+        if self._float:
+            valid &= np.isfinite(data).all(axis=0)
+        return data, valid
+
+    def close(self) -> None:
+        if self._vrt is not None:
+            self._vrt.close()
+        self._src.close()
+
+    def __enter__(self) -> AlignedReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,217 @@
+"""GeoTIFF outputs: profiles, atomic writing, colour table and class tags, Cloud-Optimized copies.
+
+Every output is written to a hidden temp file beside its target and moved into place with
+``os.replace`` only when the whole run succeeded, so a crash, an error or a cancel never leaves a
+half-written file and never touches an existing one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from contextlib import suppress
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from .classes import CLASS_COLOURS, CLASS_NAMES, SEGMENTATION_NODATA
+from .errors import OutputError
+
+BLOCK = 256
+
+
+def natural_nodata(dtype: str) -> float | int:
+    """The nodata value used when the reference has none: 0 for unsigned, the minimum for
+    signed integers, NaN for floats."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return float("nan")
+    if dt.kind == "u":
+        return 0
+    return int(np.iinfo(dt).min)
+
+
+def base_profile(grid, count: int, dtype: str, nodata: float | int | None,
+                 predictor: bool = True) -> dict:
+    """Tiled 256×256, DEFLATE (+ horizontal/float predictor), BigTIFF when needed."""
+    kind = np.dtype(dtype).kind
+    profile = {
+        "driver": "GTiff", "width": grid.width, "height": grid.height, "count": count,
+        "dtype": dtype, "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
+        "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate",
+        "BIGTIFF": "IF_SAFER", "interleave": "pixel" if count <= 4 else "band",
+    }
+    if predictor:
+        profile["predictor"] = 3 if kind == "f" else 2
+    return profile
+
+
+def check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
+    """Refuse an output that is an input, repeats another output, exists (without overwrite), or
+    whose folder is missing; before any pixel is read."""
+    seen: dict[Path, Path] = {}
+    ins = {Path(os.path.realpath(p)): p for p in inputs}
+    for out in outputs:
+        real = Path(os.path.realpath(out))
+        if real in ins or any(_same_file(out, p) for p in inputs):
+            raise OutputError(f"{out}: output would overwrite input {ins.get(real, out)}")
+        if real in seen:
+            raise OutputError(f"{out}: the same path is given for two outputs")
+        seen[real] = out
+        if out.is_dir():
+            raise OutputError(f"{out}: is a directory")
+        if out.exists() and not overwrite:
+            raise OutputError(f"{out}: already exists (use overwrite / --overwrite to replace it)")
+        if not out.parent.is_dir():
+            raise OutputError(f"{out}: folder {out.parent} does not exist")
+        if not os.access(out.parent, os.W_OK):
+            raise OutputError(f"{out}: folder {out.parent} is not writable")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+class AtomicGeoTIFF:
+    """One output raster written through a temp file; ``commit`` publishes, ``abort`` removes."""
+
+    def __init__(self, target: str | os.PathLike, profile: dict, cog: bool = False,
+                 overview_resampling: str = "average") -> None:
+        self.target = Path(target)
+        self.cog = cog
+        self.overview_resampling = overview_resampling
+        self.profile = profile
+        stem = f".{self.target.name}.{os.getpid()}"
+        self.tmp = self.target.with_name(f"{stem}.tmp.tif")
+        self.cog_tmp = self.target.with_name(f"{stem}.cog.tif")
+        try:
+            self.dataset = rasterio.open(self.tmp, "w", **profile)
+        except Exception as exc:
+            self._remove()
+            raise OutputError(f"{self.target}: cannot be created ({exc})") from None
+
+    def write(self, array: np.ndarray, row: int) -> None:
+        """Write rows ``row .. row+h`` across the full width (array (count, h, width))."""
+        h = array.shape[-2]
+        self.dataset.write(array, window=Window(0, row, self.profile["width"], h))
+
+    def finish(self) -> None:
+        """Close the temp file (and make its COG copy); the target is still untouched."""
+        self.dataset.close()
+        if self.cog:
+            self._to_cog()
+
+    def publish(self) -> Path:
+        os.replace(self.cog_tmp if self.cog else self.tmp, self.target)
+        self._remove()
+        return self.target
+
+    def _to_cog(self) -> None:
+        from rasterio.shutil import copy
+
+        kind = np.dtype(self.profile["dtype"]).kind
+        opts = {"COMPRESS": "DEFLATE", "BLOCKSIZE": BLOCK, "BIGTIFF": "IF_SAFER",
+                "RESAMPLING": self.overview_resampling.upper(), "OVERVIEWS": "IF_NEEDED"}
+        if "predictor" in self.profile:
+            opts["PREDICTOR"] = "FLOATING_POINT" if kind == "f" else "YES"
+        try:
+            copy(str(self.tmp), str(self.cog_tmp), driver="COG", **opts)
+        except Exception as exc:
+            raise OutputError(f"{self.target}: Cloud-Optimized GeoTIFF conversion failed ({exc})"
+                              ) from None
+
+    def abort(self) -> None:
+        with suppress(Exception):
+            self.dataset.close()
+        self._remove()
+
+    def _remove(self) -> None:
+        for p in (self.tmp, self.cog_tmp, Path(f"{self.tmp}.aux.xml"),
+                  Path(f"{self.cog_tmp}.aux.xml")):
+            with suppress(FileNotFoundError):
+                p.unlink()
+
+
+class OutputSet:
+    """All outputs of one run, published together: on any exception (a Cancelled included) every
+    temp file is removed and no target is touched."""
+
+    def __init__(self) -> None:
+        self.items: list[AtomicGeoTIFF] = []
+
+    def add(self, writer: AtomicGeoTIFF) -> AtomicGeoTIFF:
+        self.items.append(writer)
+        return writer
+
+    def commit(self) -> None:
+        # Close (and COG-convert) every file first, then rename: a failure in the slow part
+        # leaves no target half-published.
+        for w in self.items:
+            w.finish()
+        for w in self.items:
+            w.publish()
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            for w in self.items:
+                w.abort()
+
+
+def open_fused(target: Path, grid, count: int, dtype: str, nodata, cog: bool,
+               descriptions: Sequence[str | None] = (), tags: dict | None = None,
+               rgb: bool = False) -> AtomicGeoTIFF:
+    profile = base_profile(grid, count, dtype, nodata)
+    # Say it explicitly: GDAL would otherwise call the 4th band of a 4-band byte image alpha
+    # (a NIR band is not transparency).
+    profile["photometric"] = "RGB" if rgb and count == 3 else "MINISBLACK"
+    w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="average")
+    for i, d in enumerate(descriptions, start=1):
+        if d and i <= count:
+            w.dataset.set_band_description(i, d)
+    if tags:
+        w.dataset.update_tags(**tags)
+    return w
+
+
+def write_colormap(dataset, colours: Sequence[Sequence[int]] = CLASS_COLOURS) -> None:
+    """Palette for the class map: one colour per class, transparent for nodata (255)."""
+    cmap = {i: tuple(int(v) for v in c[:3]) + (255,) for i, c in enumerate(colours)}
+    cmap[SEGMENTATION_NODATA] = (0, 0, 0, 0)
+    dataset.write_colormap(1, cmap)
+
+
+def open_segmentation(target: Path, grid, cog: bool, class_names: Sequence[str] = CLASS_NAMES,
+                      class_colours: Sequence[Sequence[int]] = CLASS_COLOURS,
+                      tags: dict | None = None) -> AtomicGeoTIFF:
+    profile = base_profile(grid, 1, "uint8", SEGMENTATION_NODATA, predictor=False)
+    w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="nearest")
+    ds = w.dataset
+    write_colormap(ds, class_colours)
+    legend = ", ".join(f"{i}={n}" for i, n in enumerate(class_names))
+    ds.set_band_description(1, f"class ({legend}; {SEGMENTATION_NODATA}=nodata)")
+    ds.update_tags(CLASS_NAMES=",".join(class_names),
+                   CLASS_COLOURS=json.dumps([list(c)[:3] for c in class_colours]),
+                   SEGMENTATION_NODATA=str(SEGMENTATION_NODATA), **(tags or {}))
+    ds.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(class_names)})
+    return w
+
+
+def open_quality(target: Path, grid, inputs: Sequence[Path], cog: bool,
+                 tags: dict | None = None) -> AtomicGeoTIFF:
+    profile = base_profile(grid, len(inputs), "float32", math.nan)
+    w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="average")
+    for i, p in enumerate(inputs, start=1):
+        w.dataset.set_band_description(i, f"weight of {Path(p).name}")
+        w.dataset.update_tags(i, INPUT=str(p))
+    w.dataset.update_tags(**(tags or {}))
+    return w
