@@ -14,7 +14,8 @@ demo: venv
 # Core tests and QGIS tests run in separate pytest processes (pytest-qgis starts a QgsApplication
 # at start-up); both always run, and make fails if either fails.
 test: venv
-	@rc=0; $(MAKE) --no-print-directory test-core || rc=1; \
+	@rc=0; $(MAKE) --no-print-directory lint || rc=1; \
+	$(MAKE) --no-print-directory test-core || rc=1; \
 	$(MAKE) --no-print-directory test-qgis || rc=1; exit $$rc
 
 test-core: venv
@@ -24,7 +25,7 @@ test-qgis: venv
 	$(PY) -m pytest tests/qgis
 
 lint: venv
-	$(PY) -m ruff check wsfusion_core training qgis_plugin tests bench
+	$(PY) -m ruff check wsfusion_core training qgis_plugin tests bench scripts
 
 plugin:
 	bash scripts/build_plugin.sh

@@ -1,4 +1,6 @@
-"""The few exception types users see; each message is one line that names the file and the problem."""
+"""The few exception types users see.
+
+Each message is one line that names the file and the problem."""
 
 from __future__ import annotations
 

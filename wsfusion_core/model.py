@@ -89,7 +89,8 @@ def fuse_by_quality(images: torch.Tensor, logits: torch.Tensor,
 class FusionModel(nn.Module):
     """Quality net → masked softmax fusion → segmentation net, trained end to end (§3.5).
 
-    ``fusion="mean"`` gives the paper's baseline (plain average of the valid inputs, no quality net)."""
+    ``fusion="mean"`` gives the paper's baseline: the plain average of the valid inputs,
+    no quality net."""
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3,
                  widths: Sequence[int] = DEFAULT_WIDTHS, fusion: str = "learned") -> None:

@@ -77,6 +77,7 @@ def save_weights(path: str | os.PathLike, model: FusionModel, info: ModelInfo,
     tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
+    os.chmod(tmp, 0o644)  # weights are data to share, not secrets
     os.replace(tmp, path)
     if write_card:
         path.with_suffix(".json").write_text(info.to_json() + "\n")
@@ -110,8 +111,9 @@ def load_weights(path: str | os.PathLike | None = None, device: str | torch.devi
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise WeightsError(f"{path}: tensors do not match the architecture in its metadata ({first})"
-                           ) from None
+        raise WeightsError(
+            f"{path}: tensors do not match the architecture in its metadata ({first})"
+        ) from None
     return model.to(device).eval(), info
 
 
