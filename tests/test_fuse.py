@@ -334,3 +334,14 @@ def test_memory_does_not_grow_with_height(tmp_path, make_raster, smooth_image, m
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 1.25 * peaks[0], peaks
+
+
+def test_overlap_beyond_half_a_tile_is_refused(tmp_path, make_raster, smooth_image,
+                                               small_weights):
+    from wsfusion_core.weights import read_info
+
+    tile = read_info(small_weights).tile_size
+    paths = [make_raster(tmp_path / f"in{i}.tif", smooth_image(120, 130, seed=i)) for i in (1, 2)]
+    with pytest.raises(WsfusionError, match="overlap"):
+        fuse(paths, tmp_path / "out.tif", weights=small_weights, overlap=tile // 2 + 1)
+    assert not (tmp_path / "out.tif").exists()

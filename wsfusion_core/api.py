@@ -230,6 +230,11 @@ def fuse(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
             f"covers {100 * ov:.1f}%, validity from {info.mask_kind}")
 
     if runner is not None:
+        if overlap > runner.info.tile_size // 2:
+            # Beyond half a tile every pixel is computed 4+ times for no visible gain.
+            tile = runner.info.tile_size
+            raise WsfusionError(f"overlap {overlap} px is too large for the model's {tile} px "
+                                f"tiles (at most {tile // 2})")
         plan = plan_windows(grid.height, grid.width, runner.info.tile_size, overlap)
     else:
         plan = plan_windows(grid.height, grid.width, COMPOSITE_STRIP, 0)
