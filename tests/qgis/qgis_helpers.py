@@ -4,6 +4,7 @@ core tests have their own)."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,3 +33,10 @@ def write_raster(path: Path, data: np.ndarray, nodata: float | None = None,
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter from the repo root: import-time effects (which modules
+    load, which pyproj wins) are only observable in a process of their own."""
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)

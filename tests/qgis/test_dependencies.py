@@ -3,7 +3,6 @@ real with pip, offline, on wheels built here)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import sysconfig
 import zipfile
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy
 import pytest
-from qgis_helpers import REPO
+from qgis_helpers import run_python
 
 from qgis_plugin import dependencies
 
@@ -158,8 +157,7 @@ def test_qgis_pyproj_is_preferred_over_a_wheel_with_its_own_proj():
             "t = Transformer.from_crs('EPSG:32618', 'EPSG:4326', always_xy=True)\n"
             "assert abs(t.transform(500000, 0)[0] + 75) < 1e-6\n"
             "print(folder, pyproj.__file__)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     folder, path = proc.stdout.split()
     assert Path(path).is_relative_to(Path(folder)) and Path(folder) in system

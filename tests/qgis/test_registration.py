@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from qgis.core import QgsApplication, QgsProcessingAlgorithm, QgsProcessingParameterDefinition
-from qgis_helpers import REPO, needs_api
+from qgis_helpers import needs_api, run_python
 
 
 def test_provider_and_algorithms_registered(plugin):
@@ -61,8 +58,7 @@ def test_loading_the_plugin_does_not_import_torch():
             "heavy = [m for m in ('torch', 'rasterio', 'wsfusion_core.model')"
             " if m in sys.modules]\n"
             "assert not heavy, heavy\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
 
 
