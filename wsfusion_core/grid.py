@@ -138,20 +138,27 @@ def _pixel_footprint(transform: Affine, width: int, height: int, densify: int = 
 
 
 def footprint_in(info: RasterInfo, crs: CRS | None):
-    """The raster's footprint in ``crs`` (densified edges, reprojected with pyproj)."""
-    from pyproj import Transformer
+    """The raster's footprint in ``crs`` (densified edges).
+
+    Reprojected with rasterio's own PROJ, the one that also warps the pixels: inside QGIS a
+    second PROJ (the distribution's pyproj) may be loaded, and its database need not match the
+    PROJ_DATA rasterio points at, which made transforms fail at random there."""
+    from rasterio.warp import transform as transform_points
     from shapely.geometry import Polygon
 
     poly = _pixel_footprint(info.transform, info.width, info.height)
     if crs is None or info.crs is None or info.crs == crs:
         return poly
-    tr = Transformer.from_crs(info.crs.to_wkt(), crs.to_wkt(), always_xy=True)
     xs, ys = poly.exterior.coords.xy
-    px, py = tr.transform(np.asarray(xs), np.asarray(ys), errcheck=False)
+    try:
+        px, py = transform_points(info.crs, crs, list(xs), list(ys))
+    except Exception:  # no transformation between the two CRSs at all
+        return Polygon()
+    px, py = np.asarray(px, dtype=float), np.asarray(py, dtype=float)
     ok = np.isfinite(px) & np.isfinite(py)
     if ok.sum() < 3:
         return Polygon()
-    out = Polygon(zip(np.asarray(px)[ok], np.asarray(py)[ok]))
+    out = Polygon(zip(px[ok], py[ok]))
     return out if out.is_valid else out.buffer(0)
 
 
