@@ -142,7 +142,7 @@ def parse_bands(text: str) -> tuple[int, ...] | None:
     try:
         return _parse_bands(text)
     except ValueError as exc:
-        raise QgsProcessingException(f"Bands: {exc}") from None
+        raise QgsProcessingException(f"Bands {exc}") from None
 
 
 class FuseAlgorithm(QgsProcessingAlgorithm):

@@ -8,6 +8,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .options import COMPOSITES
+
 CHUNK = 1024  # columns per composite step (bounds the float temporaries)
 
 
@@ -16,7 +18,7 @@ def composite(data: np.ndarray, valid: np.ndarray, method: str = "mean") -> tupl
     """data (K, C, H, W), valid (K, H, W) bool → (composite (C, H, W) float, any_valid (H, W)).
 
     Pixels with no valid input come back as 0 with any_valid False; the caller writes nodata."""
-    if method not in ("mean", "median"):
+    if method not in COMPOSITES:
         raise ValueError(f"composite method must be 'mean' or 'median', not {method!r}")
     work = np.float64 if data.dtype.itemsize > 2 or data.dtype.kind == "f" else np.float32
     any_valid = valid.any(axis=0)
