@@ -127,11 +127,13 @@ def pick_weights(path: str | None, tmp: Path) -> tuple[str, str]:
 
 
 def main() -> None:
+    from wsfusion_core.options import DEVICES
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1024,2048", help="raster sides in px (comma list)")
     ap.add_argument("--k", default="2,6", help="numbers of inputs (comma list)")
     ap.add_argument("--methods", default="learned,mean")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--device", default="auto", choices=list(DEVICES))
     ap.add_argument("--weights", default=None, help="default: shipped, else random init")
     ap.add_argument("--max-seconds", type=float, default=300,
                     help="per configuration; slower ones are reported as 'timeout'")

@@ -1,5 +1,5 @@
 """Classical composites (the no-model baselines): per-pixel mean or median over the inputs that
-are valid there. numpy only, so ``--method mean/median`` needs no torch and no weights."""
+are valid there. numpy only, so the mean and median methods need no torch and no weights."""
 
 from __future__ import annotations
 
