@@ -150,7 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, scratch = Path(a.out), Path(a.scratch)
     if scratch.exists():
         shutil.rmtree(scratch)
-    workers = a.workers or max(len(RUNS), (os.cpu_count() or 4) - 3)
+    # The cores this process may use (a container may see the host's count in cpu_count).
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 4)
+    workers = a.workers or max(len(RUNS), min(cores, 32) - 3)
     t0 = time.time()
     procs = launch(a.data, scratch, a.minutes, workers, a.smoke, a.only)
     codes = wait(procs, t0 + a.minutes * 60 + a.grace)
