@@ -61,6 +61,13 @@ PYPI_INDEX = "https://pypi.org/simple"
 # against it) and the packages that link QGIS's own C libraries (GDAL, PROJ, GEOS).
 PIN_IF_PRESENT = ("numpy", "gdal", "pyproj", "shapely", "fiona", "rasterio")
 
+# (cap, dependency, version): releases whose metadata under-declares a dependency. With the
+# folder after QGIS's packages, QGIS's older copy of the dependency is the one imported, so the
+# cap applies whenever QGIS's copy is older than the version that works. affine 3 declares
+# attrs>=21.3 but needs attrs>=23.2 (cached_property on slotted classes): with Debian 12's attrs
+# 22.2 every rasterio transform fails with "No '__dict__' attribute on 'Affine' instance".
+COMPAT_CAPS = (("affine<3", "attrs", "23.2"),)
+
 Log = Callable[[str], None]
 Progress = Callable[[float], None]
 
@@ -244,6 +251,16 @@ def pinned_versions(exclude: Iterable[str] = ()) -> list[str]:
         if version:
             pins.append(f"{name}=={version}")
     return pins
+
+
+def compat_caps() -> list[str]:
+    """The COMPAT_CAPS that apply to QGIS's Python (its dependency copy is too old)."""
+    out = []
+    for cap, dependency, works_from in COMPAT_CAPS:
+        version = _installed_version(dependency)
+        if version is not None and _version_tuple(version) < _version_tuple(works_from):
+            out.append(cap)
+    return out
 
 
 def _imported_numpy_version() -> str | None:
@@ -433,9 +450,8 @@ def install(target: str | os.PathLike | None = None, modules: Sequence[str] | No
         env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", TMPDIR=str(work),
                    TEMP=str(work), TMP=str(work), PYTHONUNBUFFERED="1")
         env.pop("PYTHONPATH", None)  # pip must see QGIS's Python as QGIS does
-        constraints = write_constraints(work / "constraints.txt",
-                                        pinned_versions(exclude=[REQUIREMENTS[m][0]
-                                                                 for m in modules]))
+        pins = pinned_versions(exclude=[REQUIREMENTS[m][0] for m in modules]) + compat_caps()
+        constraints = write_constraints(work / "constraints.txt", pins)
         report = work / "plan.json"
         cmd = plan_command(modules, target, constraints, report, torch_cpu, extra_args)
         log("resolving against QGIS's Python: " + format_command(cmd))

@@ -23,6 +23,8 @@ from packaging.requirements import Requirement
 ROOTS = ("numpy", "torch", "rasterio", "shapely", "pyproj", "safetensors")
 WHEEL_DIRS = [Path(p) for p in os.environ.get(
     "WSFUSION_WHEELS", "/opt/wheels:/opt/pypi/files:/opt/pypi-more/files").split(os.pathsep)]
+# Releases the installer's COMPAT_CAPS can choose that a venv with a new attrs does not hold.
+EXTRA = ("affine==2.4.0",)
 _SKIP_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
 
@@ -109,6 +111,21 @@ def _link(whl: Path, folder: Path) -> Path:
     return target
 
 
+def _download(spec: str, folder: Path) -> None:
+    """One small wheel from a local folder, else from PyPI (the only network use; a failure
+    leaves it out and the offline probe of the tests then skips with the reason)."""
+    import subprocess
+    import sys
+
+    links = [a for d in WHEEL_DIRS if d.is_dir() for a in ("--find-links", str(d))]
+    for extra in (["--no-index", *links], links):
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
+                               "--only-binary", ":all:", "--dest", str(folder), *extra, spec],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode == 0:
+            return
+
+
 def build(folder: Path, roots=ROOTS) -> list[Path]:
     """Fill ``folder`` with wheels for the venv-only closure of ``roots``, plus every other
     version of those distributions lying in the local wheel folders (QGIS's older numpy can
@@ -121,6 +138,9 @@ def build(folder: Path, roots=ROOTS) -> list[Path]:
         for whl in sorted(d.glob("*.whl")) if d.is_dir() else []:
             if whl.name.split("-")[0].lower() in names:
                 made.append(_link(whl, folder))
+    for spec in EXTRA:  # older releases QGIS's Python may need (see COMPAT_CAPS)
+        if not any(p.name.lower().startswith(spec.replace("==", "-")) for p in made):
+            _download(spec, folder)
     for dist in dists:
         whl = _wheel_file(dist)
         if whl is not None:
