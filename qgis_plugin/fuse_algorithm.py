@@ -53,19 +53,21 @@ nodata in an input get weight zero. The networks were trained only from road and
 <i>mean</i> and <i>median</i> are simple per-pixel composites that need no model.</p>
 <p><b>Inputs.</b> One or more raster layers (fusion needs two or more to have a choice) that \
 are local files GDAL can read (GeoTIFF and the like), covering the same area, with the same \
-bands, e.g. 8-bit RGB or RGB + near infrared. Every band is fused and written; <i>Bands</i> \
-only chooses which three the networks look at (default 1,2,3 = red, green, blue). They are \
-aligned onto the grid of the first input (or the <i>Reference layer</i>). Web layers (WMS, XYZ) \
+bands, e.g. 8-bit RGB or RGB + near infrared. Every band is fused and written; \
+<i>Network bands</i> only chooses which three the networks look at (default 1,2,3 = red, green, \
+blue). They are aligned onto the grid of the first input (or of <i>Output grid from layer</i>). \
+Web layers (WMS, XYZ) \
 must first be saved to a GeoTIFF.</p>
 <p><b>Outputs.</b> <i>Fused image</i>: a GeoTIFF on the reference grid with all bands fused \
 (red/green/blue tagged as such when the inputs are). \
 <i>Segmentation</i> (optional): one byte band of classes (background, road, building for the \
 shipped model), styled with the model's class names and colours, background transparent; it \
-needs a model. <i>Quality weights</i> (optional): one float band \
+needs a model. <i>Per-input quality weights</i> (optional): one float band \
 per input with that input's weight at each pixel (0 = not used, 1 = used alone).</p>
 <p><b>Model</b>: leave empty to use the model shipped with the plugin, or pick a \
-<tt>.safetensors</tt> file from <tt>wsfusion-train</tt>. <b>Device</b>: <i>auto</i> uses a \
-CUDA GPU when PyTorch sees one.</p>
+<tt>.safetensors</tt> file from <tt>wsfusion-train</tt>. <b>Output grid from layer</b> \
+(advanced): the outputs take this layer's grid instead of the first input's. <b>Device</b>: \
+<i>auto</i> uses a CUDA GPU when PyTorch sees one.</p>
 <p>The <i>learned</i> method and the segmentation need PyTorch; <i>mean</i> and <i>median</i> \
 need only rasterio and shapely. If packages are missing, this dialog says so before Run: run \
 <i>Install Python dependencies</i> from this provider. The log names the device used and why.</p>"""
@@ -269,14 +271,14 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802
         inputs = QgsProcessingParameterMultipleLayers(
-            self.INPUTS, "Input images (same area, local raster files)", QgsProcessing.TypeRaster)
+            self.INPUTS, "Input images (local rasters, same area)", QgsProcessing.TypeRaster)
         inputs.setMinimumNumberInputs(1)
         self.addParameter(inputs)
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Fusion method", options=["learned (quality network)", "mean", "median"],
             defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
-            self.WEIGHTS, "Model weights (empty: the model shipped with the plugin)",
+            self.WEIGHTS, "Model weights (empty: shipped)",
             behavior=QgsProcessingParameterFile.File, extension="safetensors", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
@@ -287,10 +289,10 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0: automatic)",
                                          QgsProcessingParameterNumber.Integer, 0, False, 0, 1024),
             QgsProcessingParameterString(
-                self.BANDS, "Bands fed to the networks (1-based, e.g. 1,2,3)", defaultValue="",
+                self.BANDS, "Network bands (e.g. 1,2,3)", defaultValue="",
                 optional=True),
             QgsProcessingParameterRasterLayer(
-                self.REFERENCE, "Reference layer for the output grid (empty: the first input)",
+                self.REFERENCE, "Output grid from layer",
                 optional=True),
             QgsProcessingParameterBoolean(self.COG, "Write Cloud Optimized GeoTIFFs", False),
         ]
@@ -303,7 +305,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             self.SEGMENTATION, "Segmentation (roads, buildings)", optional=True,
             createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
-            self.QUALITY, "Quality weights (one band per input)", optional=True,
+            self.QUALITY, "Per-input quality weights", optional=True,
             createByDefault=False))
 
     def checkParameterValues(self, parameters: dict, context) -> tuple[bool, str]:  # noqa: N802

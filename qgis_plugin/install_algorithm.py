@@ -48,7 +48,10 @@ class InstallDependenciesAlgorithm(QgsProcessingAlgorithm):
         return "Install Python dependencies"
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return HELP
+        gpus = dependencies.nvidia_gpus()
+        found = (f"<p><b>NVIDIA GPU detected:</b> {', '.join(gpus)}.</p>" if gpus else
+                 "<p>No NVIDIA GPU detected: the CPU-only build is the right one.</p>")
+        return HELP + found
 
     def helpUrl(self) -> str:  # noqa: N802
         return HELP_URL
@@ -60,9 +63,8 @@ class InstallDependenciesAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802
         gpus = dependencies.nvidia_gpus()
-        label = "CPU-only PyTorch (about 200 MB)"
-        if gpus:
-            label += f"; untick for the CUDA build ({gpus[0]} detected)"
+        label = "CPU-only PyTorch (untick: CUDA build)" if gpus else \
+            "CPU-only PyTorch (about 200 MB)"
         self.addParameter(QgsProcessingParameterBoolean(self.TORCH_CPU, label, not gpus))
         self.addParameter(QgsProcessingParameterString(
             self.PIP_ARGS, "Extra pip arguments", defaultValue="", optional=True))

@@ -158,3 +158,33 @@ def test_missing_packages_are_named_before_run(plugin, scene_paths, tmp_path, mo
     assert not ok, "segmentation needs the model's packages even with mean"
     monkeypatch.setattr(dependencies, "COMPOSITE_MODULES", ("numpy", "wsfusion_absent_pkg"))
     assert "This algorithm cannot run" in alg.shortHelpString()
+
+
+@pytest.mark.parametrize("alg_id", ["wsfusion:fuse", "wsfusion:install_dependencies"])
+def test_labels_fit_the_dialog_at_its_default_size(plugin, alg_id, qgis_iface, monkeypatch):
+    """Every parameter label (advanced ones included) fits the parameter panel of the dialog as
+    QGIS opens it, so nothing is cut off and no sideways scrolling is needed."""
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+    from qgis.gui import QgsBrowserGuiModel
+    from qgis.PyQt.QtGui import QFontMetrics
+    from qgis.PyQt.QtWidgets import QApplication, QScrollArea
+
+    browser = QgsBrowserGuiModel()  # pytest-qgis's stand-in iface has none; the panel needs one
+    monkeypatch.setattr(qgis_iface, "browserModel", lambda: browser, raising=False)
+    alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+    dialog = AlgorithmDialog(alg, parent=None)
+    dialog.show()
+    for _ in range(10):
+        QApplication.processEvents()
+    try:
+        area = max(dialog.findChildren(QScrollArea), key=lambda a: a.height())
+        assert area.horizontalScrollBar().maximum() == 0
+        metrics = QFontMetrics(area.widget().font())
+        room = area.viewport().width()
+        for p in alg.parameterDefinitions():
+            optional = p.flags() & QgsProcessingParameterDefinition.FlagOptional
+            label = p.description() + (" [optional]" if optional else "")
+            assert metrics.horizontalAdvance(label) < room, (label, room)
+    finally:
+        dialog.close()
