@@ -292,8 +292,20 @@ def index_args(modules: Sequence[str], torch_cpu: bool) -> list[str]:
     return []
 
 
-def _offline(extra_args: Sequence[str]) -> bool:
-    return "--no-index" in extra_args
+def _own_index(extra_args: Sequence[str]) -> bool:
+    """The user chose the sources (offline wheel folder, a mirror): keep out of their way; the
+    plan's torch must still be a CPU build when CPU-only is asked for."""
+    return any(a == "--no-index" or a in ("-i", "--index-url") or a.startswith("--index-url=")
+               for a in extra_args)
+
+
+def _proxy(extra_args: Sequence[str]) -> str | None:
+    for i, a in enumerate(extra_args):
+        if a == "--proxy" and i + 1 < len(extra_args):
+            return extra_args[i + 1]
+        if a.startswith("--proxy="):
+            return a.split("=", 1)[1]
+    return None
 
 
 def _pip(args: Sequence[str], append_path: str | os.PathLike | None = None) -> list[str]:
@@ -311,8 +323,9 @@ def plan_command(modules: Sequence[str], target: str | os.PathLike, constraints:
                  extra_args: Sequence[str] = ()) -> list[str]:
     """The pip dry run that resolves ``modules`` against what QGIS's Python (plus the private
     folder) already has and writes the list of distributions to install to ``report``."""
+    indexes = [] if _own_index(extra_args) else index_args(modules, torch_cpu)
     return _pip(["install", "--dry-run", "--report", str(report),
-                 "--constraint", str(constraints), *index_args(modules, torch_cpu), *extra_args,
+                 "--constraint", str(constraints), *indexes, *extra_args,
                  *requirement_specs(modules)], append_path=target)
 
 
@@ -362,12 +375,15 @@ def check_torch_build(packages: Sequence[Package], torch_cpu: bool) -> None:
                 f"({p.url or 'unknown source'}), which is not a CPU build; nothing was installed")
 
 
-def check_index_reachable(url: str | None = None, timeout: float = 20.0) -> None:
+def check_index_reachable(url: str | None = None, timeout: float = 20.0,
+                          proxy: str | None = None) -> None:
     """Fail in one sentence when the CPU wheel index cannot be reached: pip would otherwise
     warn and quietly take PyPI's torch, which on Linux is the CUDA build (several GB)."""
     url = url or TORCH_CPU_INDEX
+    handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy})] if proxy else []
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/torch/", timeout=timeout) as r:
+        with urllib.request.build_opener(*handlers).open(url.rstrip("/") + "/torch/",
+                                                         timeout=timeout) as r:
             r.read(1)
     except Exception as exc:
         reason = getattr(exc, "reason", None) or exc
@@ -442,8 +458,8 @@ def install(target: str | os.PathLike | None = None, modules: Sequence[str] | No
         step(1.0)
         return target
     extra_args = list(extra_args)
-    if torch_cpu and "torch" in modules and not _offline(extra_args):
-        check_index_reachable()
+    if torch_cpu and "torch" in modules and not _own_index(extra_args):
+        check_index_reachable(proxy=_proxy(extra_args))
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}-pip-", dir=target.parent))
     try:

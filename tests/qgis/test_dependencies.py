@@ -72,6 +72,9 @@ def test_commands_are_exact(tmp_path):
     assert "--index-url" not in cuda
     no_torch = dependencies.plan_command(["rasterio"], tmp_path / "d", "c", "r", torch_cpu=True)
     assert "--index-url" not in no_torch
+    mirror = dependencies.plan_command(["torch"], tmp_path / "d", "c", "r", torch_cpu=True,
+                                       extra_args=["--index-url", "https://mirror/simple"])
+    assert mirror.count("--index-url") == 1 and "https://mirror/simple" in mirror
     pkgs = [dependencies.Package("torch", "2.13.0+cpu", "file:///w/torch.whl")]
     install = dependencies.install_command(pkgs, tmp_path / "deps")
     assert install[-1] == "torch @ file:///w/torch.whl"
