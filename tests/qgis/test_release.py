@@ -188,3 +188,21 @@ def test_labels_fit_the_dialog_at_its_default_size(plugin, alg_id, qgis_iface, m
             assert metrics.horizontalAdvance(label) < room, (label, room)
     finally:
         dialog.close()
+
+
+def test_missing_packages_are_announced_at_start_up(plugin, qgis_iface, monkeypatch):
+    """A message bar item with an Install button, as soon as QGIS loads the plugin."""
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    bar = qgis_iface.messageBar()
+    before = len(bar.items())
+    assert plugin.notify_missing() == [] and len(bar.items()) == before
+    monkeypatch.setitem(dependencies.REQUIREMENTS, "wsfusion_absent_pkg",
+                        ("wsfusion-absent-pkg", "1.0"))
+    assert plugin.notify_missing() == ["wsfusion_absent_pkg"]
+    items = bar.items()
+    assert len(items) == before + 1
+    item = items[-1]
+    assert "wsfusion_absent_pkg" in item.text() and "mean and median work" in item.text()
+    assert [b.text() for b in item.findChildren(QPushButton)] == ["Install…"]
+    bar.clearWidgets()
