@@ -463,9 +463,9 @@ def install(target: str | os.PathLike | None = None, modules: Sequence[str] | No
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}-pip-", dir=target.parent))
     try:
+        # QGIS's environment as is (a PYTHONPATH QGIS was started with counts as installed)
         env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", TMPDIR=str(work),
                    TEMP=str(work), TMP=str(work), PYTHONUNBUFFERED="1")
-        env.pop("PYTHONPATH", None)  # pip must see QGIS's Python as QGIS does
         pins = pinned_versions(exclude=[REQUIREMENTS[m][0] for m in modules]) + compat_caps()
         constraints = write_constraints(work / "constraints.txt", pins)
         report = work / "plan.json"
