@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wheelhouse
-from qgis_helpers import REPO, write_raster
+from helpers import REPO, write_raster
 
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
 QGIS_PYTHON = "/usr/bin/python3"

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from qgis_helpers import REPO
+from helpers import REPO
 
 MAX_BYTES = 25_000_000
 REQUIRED = ("name", "description", "version", "qgisMinimumVersion", "author", "email", "about",

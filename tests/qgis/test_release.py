@@ -17,7 +17,7 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
 )
-from qgis_helpers import needs_api, write_raster
+from helpers import write_raster
 
 from qgis_plugin import dependencies
 
@@ -45,7 +45,6 @@ def _context(project: QgsProject) -> QgsProcessingContext:
     return context
 
 
-@needs_api
 def test_segmentation_style_comes_from_the_model_metadata(plugin, scene_paths, odd_class_weights,
                                                           tmp_path):
     import processing
@@ -70,7 +69,6 @@ def test_segmentation_style_comes_from_the_model_metadata(plugin, scene_paths, o
     project.clear()
 
 
-@needs_api
 def test_fused_rgb_keeps_red_green_blue_and_leaves_extra_bands(plugin, tmp_path):
     """Inputs tagged R, G, B + an undefined 4th band (NIR): the output says the same."""
     import processing
@@ -97,7 +95,6 @@ def test_fused_rgb_keeps_red_green_blue_and_leaves_extra_bands(plugin, tmp_path)
         QgsRaster.UndefinedColorInterpretation]
 
 
-@needs_api
 def test_batch_row_without_optional_outputs_reports_no_missing_layer(plugin, scene_paths,
                                                                      tmp_path):
     """Batch mode hands skipped optional outputs over as empty destinations that load into the
