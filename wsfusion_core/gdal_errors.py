@@ -17,7 +17,7 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 CE_WARNING, CE_FAILURE, CE_FATAL = 2, 3, 4
 
@@ -94,7 +94,7 @@ def _gdal() -> ctypes.CDLL | None:
     return lib
 
 
-def _tiff_handler(level: int):
+def _tiff_handler(level: int) -> Callable[[bytes | None, bytes | None, int | None], None]:
     def handler(module: bytes | None, fmt: bytes | None, ap: int | None) -> None:
         recs = getattr(_ACTIVE, "recorders", None)
         if not recs:  # not ours (another thread, or no capture open): what libtiff did before
@@ -149,7 +149,7 @@ def _restore_tiff_handlers() -> None:
         setter = _TIFF_STATE.get(("setter", level))
         if setter is not None:
             prev = _TIFF_STATE.get(("prev", level))
-            setter(prev if prev else ctypes.cast(None, _TIFF_HANDLER_TYPE))
+            setter(prev)  # None: libtiff's own default
 
 
 @contextmanager
@@ -179,6 +179,12 @@ def capture() -> Iterator[Recorder]:
         del cb
 
 
+def current() -> Recorder | None:
+    """The innermost ``capture()`` open in this thread, if any."""
+    recs = getattr(_ACTIVE, "recorders", None)
+    return recs[-1] if recs else None
+
+
 def cause(texts: list[str] | str) -> str:
     """The user's words for what went wrong, from GDAL or OS messages: the first known errno
     phrase wins; otherwise the first message itself."""
@@ -192,4 +198,4 @@ def cause(texts: list[str] | str) -> str:
     return " ".join(first.split())
 
 
-__all__ = ["CE_FAILURE", "CE_WARNING", "GdalMessage", "Recorder", "capture", "cause"]
+__all__ = ["CE_FAILURE", "CE_WARNING", "GdalMessage", "Recorder", "capture", "cause", "current"]

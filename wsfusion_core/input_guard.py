@@ -13,10 +13,14 @@ import os
 import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 
 # GDAL short names; a name this GDAL build lacks is ignored. COG files open as GTiff.
 ALLOWED_DRIVERS = ("GTiff", "VRT", "JP2OpenJPEG", "JP2KAK", "JP2ECW", "JPEG", "PNG", "WEBP",
@@ -27,6 +31,9 @@ FORMATS_TEXT = "GeoTIFF/COG, VRT, JPEG2000, JPEG, PNG, WebP, Erdas IMG, ENVI, Ge
 SAFE_CONFIG = {"GDAL_VRT_ENABLE_RAWRASTERBAND": "NO", "GDAL_VRT_ENABLE_PYTHON": "NO"}
 # What the engine blends in (float64 for 32-bit integers); 64-bit integers would lose precision.
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+GDAL_TYPE_NAMES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+                   "uint32": "UInt32", "int32": "Int32", "float32": "Float32",
+                   "float64": "Float64"}
 MAX_VRT_BYTES = 16 * 2**20
 MAX_VRT_DEPTH = 4
 
@@ -99,7 +106,7 @@ def _check_source(vrt: Path, el: ET.Element, depth: int) -> None:
     check_vrt(src, depth + 1)
 
 
-def open_input(path: str | os.PathLike):
+def open_input(path: str | os.PathLike) -> DatasetReader:
     """``rasterio.open`` for an input: checks first, then only the allowed drivers, with VRT raw
     bands and Python code disabled. InputError naming the file when refused or unreadable."""
     import rasterio
@@ -124,14 +131,15 @@ def open_input(path: str | os.PathLike):
         raise InputError(f"not a readable raster ({first})", path=p) from None
 
 
-def check_dtype(path: str | os.PathLike, dtype: str) -> None:
-    """Refuse data types the engine does not compute in (complex, 64-bit integers)."""
-    if dtype in SUPPORTED_DTYPES:
-        return
-    kind = "complex" if np.dtype(dtype).kind == "c" else dtype
-    raise InputError(f"data type {kind} ({dtype}) is not supported; convert it to one of "
-                     f"{', '.join(SUPPORTED_DTYPES)} first (gdal_translate -ot)", path=path)
+def dtype_problem(info: Any) -> InputError | None:
+    """Data types the engine does not compute in (complex, 64-bit integers), naming the file."""
+    if info.dtype in SUPPORTED_DTYPES:
+        return None
+    kind = "complex" if np.dtype(info.dtype).kind == "c" else "unsupported"
+    return InputError(f"has {kind} data type {info.dtype}, which cannot be fused", path=info.path,
+                      hint=f"convert it to one of {', '.join(SUPPORTED_DTYPES)} first "
+                           "(e.g. gdal_translate -ot Float32)")
 
 
-__all__ = ["ALLOWED_DRIVERS", "SAFE_CONFIG", "SUPPORTED_DTYPES", "check_dtype", "check_regular",
+__all__ = ["ALLOWED_DRIVERS", "SAFE_CONFIG", "SUPPORTED_DTYPES", "dtype_problem", "check_regular",
            "check_vrt", "file_kind", "open_input"]

@@ -59,10 +59,11 @@ def verify_geotiff(path: Path, profile: dict[str, Any], full: bool = False) -> s
 
 
 def write_failure(target: Path, texts: Sequence[str], need_bytes: int,
-                  exc: BaseException | None = None) -> OutputError:
+                  exc: BaseException | None = None, what: str = "writing failed",
+                  reclaim_bytes: int = 0) -> OutputError:
     """The one line for a failed write of ``target``: the cause, and for a full disk how much
     room the run needs (the uncompressed size: deflate usually needs less) and how much there
-    is."""
+    is once this run's temporary files (``reclaim_bytes``) are gone."""
     texts = list(texts)
     if isinstance(exc, OSError):
         texts.insert(0, describe_oserror(exc))
@@ -76,9 +77,9 @@ def write_failure(target: Path, texts: Sequence[str], need_bytes: int,
         why = "no space left on device"
     if why == "no space left on device":
         need = max(1, round(need_bytes / 2**20))
-        have = f", {free:.1f} MB free" if free is not None else ""
+        have = f", {free + reclaim_bytes / 2**20:.1f} MB free" if free is not None else ""
         why += f" (about {need} MB needed{have})"
-    return OutputError(f"writing failed: {why}; nothing was published", path=target)
+    return OutputError(f"{what}: {why}; nothing was published", path=target)
 
 
 __all__ = ["storage_failures", "verify_geotiff", "write_failure"]

@@ -29,6 +29,7 @@ from typing import Sequence
 from .errors import OutputError
 
 PROGRAM = "wsfusion"
+OVERWRITE_HINT = "allow overwriting to replace it"
 HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 _COUNTER = itertools.count()
 _TEMP = re.compile(rf"^\.{PROGRAM}-(\d+)-([0-9a-f]{{6}})-\d+\.")
@@ -165,7 +166,7 @@ class _Move:
             except FileExistsError:
                 raise OutputError("a file appeared there while this run was working; it was "
                                   "kept and nothing was published", path=self.target,
-                                  hint="allow overwriting to replace it") from None
+                                  hint=OVERWRITE_HINT) from None
         self.done = True
 
     def undo(self) -> str | None:
@@ -230,5 +231,5 @@ def free_mb(folder: str | os.PathLike) -> float | None:
     return st.f_bavail * st.f_frsize / 2**20
 
 
-__all__ = ["describe_oserror", "free_mb", "fsync_dir", "fsync_file", "is_temp_name",
-           "publish_all", "remove_stale", "rename_noreplace", "temp_path"]
+__all__ = ["OVERWRITE_HINT", "describe_oserror", "free_mb", "fsync_dir", "fsync_file",
+           "is_temp_name", "publish_all", "remove_stale", "rename_noreplace", "temp_path"]

@@ -18,6 +18,7 @@ from safetensors import safe_open
 
 from .classes import CLASS_COLOURS, CLASS_NAMES
 from .errors import WeightsError
+from .weights_schema import problems as metadata_problems
 
 if TYPE_CHECKING:  # torch loads only when a model is built: ``info`` and read_info stay light
     import torch
@@ -70,6 +71,9 @@ class ModelInfo:
             raise WeightsError(f"metadata is not valid JSON ({exc.msg})", path=source) from None
         if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
             raise WeightsError(f"not a {FORMAT} file", path=source)
+        bad = metadata_problems(data)  # before any tensor is built from these numbers
+        if bad:
+            raise WeightsError(f"invalid metadata: {'; '.join(bad[:3])}", path=source)
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -123,8 +127,8 @@ def load_weights(path: str | os.PathLike | None = None, device: str | torch.devi
         with safe_open(str(path), framework="pt", device="cpu") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+    except Exception as exc:  # torch: RuntimeError; safetensors: its own error types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise WeightsError(f"tensors do not match the architecture in its metadata ({first})",
                            path=path) from None
     return model.to(device).eval(), info

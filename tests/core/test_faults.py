@@ -168,7 +168,7 @@ def test_second_output_unpublishable_restores_the_first(world_dir):
     os.chown(fused, _nobody_uid(), -1)
     res = cli("fuse", *SAMPLE, "-o", fused, "--quality", q, "--method", "mean", "-q",
               "--overwrite", nobody=True)
-    one_line_error(res, q, "permission denied")
+    one_line_error(res, q, "not permitted", "no output was published")
     assert fused.read_bytes() == old_fused and q.read_bytes() == old_q
     assert sorted(p.name for p in shared.iterdir()) == ["fused.tif", "q.tif"]
 
@@ -271,7 +271,8 @@ def _wait_for_temp(folder: Path, proc: subprocess.Popen, limit: float = 120) -> 
     t0 = time.monotonic()
     while not debris(folder):
         if proc.poll() is not None:
-            pytest.fail(f"the run ended before it wrote anything: {proc.stderr and proc.stderr.read()}")
+            err = proc.stderr.read() if proc.stderr else ""
+            pytest.fail(f"the run ended before it wrote anything: {err}")
         if time.monotonic() - t0 > limit:
             proc.kill()
             pytest.fail("no temporary output appeared")
