@@ -18,6 +18,7 @@ from safetensors import safe_open
 
 from .classes import CLASS_COLOURS, CLASS_NAMES
 from .errors import WeightsError
+from .publish import fsync_file, temp_path
 from .weights_schema import problems as metadata_problems
 
 if TYPE_CHECKING:  # torch loads only when a model is built: ``info`` and read_info stay light
@@ -92,11 +93,15 @@ def save_weights(path: str | os.PathLike, model: FusionModel, info: ModelInfo,
 
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
-    os.chmod(tmp, 0o644)  # weights are data to share, not secrets
-    os.replace(tmp, path)
+    tmp = temp_path(path, "tmp", ".safetensors")
+    try:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
+        os.chmod(tmp, 0o644)  # weights are data to share, not secrets
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     if write_card:
         path.with_suffix(".json").write_text(info.to_json() + "\n")
     return path

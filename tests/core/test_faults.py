@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from helpers import REPO, write_raster
 
 from wsfusion_core.api import fuse
 from wsfusion_core.errors import InputError, OutputError, WeightsError, WsfusionError
 from wsfusion_core.publish import HOST, is_temp_name, remove_stale
 
-REPO = Path(__file__).resolve().parents[2]
 SAMPLE = sorted((REPO / "wsfusion_core" / "data" / "sample").glob("input_*.tif"))
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -112,9 +112,7 @@ def world_dir():
 
 def small_tiff(path: Path, value: int = 7) -> bytes:
     """A valid little GeoTIFF standing for an earlier result; returns its bytes."""
-    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1,
-                       dtype="uint8") as dst:
-        dst.write(np.full((1, 8, 8), value, np.uint8))
+    write_raster(path, np.full((1, 8, 8), value, np.uint8))
     return path.read_bytes()
 
 
@@ -152,6 +150,28 @@ def test_disk_full_api_raises_output_error_with_path(small_disk):
     assert err.value.path == out and "no space left on device" in str(err.value)
     assert "\n" not in str(err.value)
     assert list(small_disk.iterdir()) == []
+
+
+def test_read_only_file_system(tmp_path):
+    if not IS_ROOT or shutil.which("mount") is None:
+        pytest.skip("mounting a read-only tmpfs needs root (CI runs as root)")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        res = cli("fuse", *SAMPLE, "-o", ro / "f.tif", "--method", "mean", "-q")
+        one_line_error(res, ro / "f.tif", "not writable")
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+
+
+def test_full_read_back_verification_passes_a_good_run(tmp_path):
+    out = tmp_path / "f.tif"
+    fuse(SAMPLE, out, method="median", verify=True, cog=True)
+    assert valid_geotiff(out) and debris(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------- several outputs
