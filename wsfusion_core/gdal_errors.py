@@ -89,6 +89,9 @@ def _gdal() -> ctypes.CDLL | None:
         if lib is not None:
             lib.CPLPushErrorHandlerEx.argtypes = [_HANDLER_TYPE, ctypes.c_void_p]
             lib.CPLPopErrorHandler.argtypes = []
+            lib.CPLError.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
+                                     ctypes.c_char_p]
+            lib.CPLError.restype = None
     except AttributeError:
         return None
     return lib
@@ -109,6 +112,15 @@ def _tiff_handler(level: int) -> Callable[[bytes | None, bytes | None, int | Non
         if module:
             text = f"{module.decode('utf-8', 'replace')}: {text}"
         recs[-1].messages.append(GdalMessage(level, 0, text))
+        gdal = _gdal()
+        if gdal is not None:
+            # Also hand it to GDAL, as GDAL's own libtiff handler would: that sets GDAL's error
+            # state, so rasterio can raise (our CPL handler skips it: recorded already).
+            _ACTIVE.forwarding = True
+            try:
+                gdal.CPLError(level, 1, b"%s", text.encode("utf-8", "replace"))
+            finally:
+                _ACTIVE.forwarding = False
 
     return handler
 
@@ -158,6 +170,8 @@ def capture() -> Iterator[Recorder]:
     rec = Recorder()
 
     def handler(level: int, errno: int, msg: bytes | None) -> None:
+        if getattr(_ACTIVE, "forwarding", False):
+            return
         text = (msg or b"").decode("utf-8", "replace").strip()
         rec.messages.append(GdalMessage(int(level), int(errno), text))
 

@@ -66,7 +66,9 @@ def pid_alive(pid: int) -> bool:
 
 def remove_stale(folder: str | os.PathLike) -> list[Path]:
     """Remove this host's temporary files in ``folder`` whose process is gone; returns them.
-    Files of other hosts (a shared network folder) are left alone: their PIDs mean nothing here."""
+    Files of other hosts (a shared network folder) are left alone: their PIDs mean nothing here.
+    Backups of replaced outputs (``.old.``) are kept: a run killed while publishing on a file
+    system without hard links may have left the previous output only there."""
     removed: list[Path] = []
     try:
         names = os.listdir(folder)
@@ -74,8 +76,8 @@ def remove_stale(folder: str | os.PathLike) -> list[Path]:
         return removed
     for name in names:
         m = _TEMP.match(name)
-        if m is None or m.group(2) != HOST or pid_alive(int(m.group(1))):
-            continue
+        if m is None or m.group(2) != HOST or pid_alive(int(m.group(1))) or ".old." in name:
+            continue  # an ".old" file may be the only copy of a replaced output: kept
         p = Path(folder) / name
         with suppress(OSError):
             if stat.S_ISREG(os.lstat(p).st_mode):
