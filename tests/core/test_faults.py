@@ -500,3 +500,58 @@ def test_only_wsfusion_errors_escape_the_api(tmp_path):
             call(path)
         assert err.value.path is not None, str(err.value)
     assert debris(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- everyday mistakes
+
+
+def _everyday(tmp: Path) -> dict[str, tuple[list, object, tuple[str, ...]]]:
+    """name → (CLI arguments, the path the one line must name, words it must contain)."""
+    text = tmp / "notes.tif"
+    text.write_text("not a raster")
+    exists = tmp / "exists.tif"
+    exists.write_bytes(b"keep me")
+    far = tmp / "far.tif"
+    write_raster(far, np.full((4, 16, 16), 9, np.uint8), transform=rasterio.transform.from_origin(
+        0.0, 0.0, 1.0, 1.0), crs="EPSG:26914")
+    three = tmp / "three.tif"
+    write_raster(three, np.full((3, 512, 512), 9, np.uint8), crs="EPSG:26914")
+    w_missing = tmp / "nothere.safetensors"
+    w_bad = tmp / "bad.safetensors"
+    w_bad.write_bytes(b"\x00" * 64)
+    out = tmp / "f.tif"
+    s0 = SAMPLE[0]
+    return {
+        "missing input": ([s0, tmp / "gone.tif", "-o", out], tmp / "gone.tif", ("not found",)),
+        "folder as input": ([s0, tmp, "-o", out], tmp, ("directory",)),
+        "text file as input": ([s0, text, "-o", out], text, ("raster",)),
+        "output is an input": ([s0, SAMPLE[1], "-o", s0, "--overwrite"], s0, ("input",)),
+        "two outputs one path": ([*SAMPLE, "-o", out, "--quality", out], out, ("same path",)),
+        "missing folder": ([*SAMPLE, "-o", tmp / "no" / "f.tif"], tmp / "no" / "f.tif",
+                           ("does not exist",)),
+        "output is a folder": ([*SAMPLE, "-o", tmp], tmp, ("directory",)),
+        "output exists": ([*SAMPLE, "-o", exists], exists, ("already exists", "--overwrite")),
+        "no overlap": ([s0, far, "-o", out], far, ("overlap",)),
+        "band counts differ": ([s0, three, "-o", out], three, ("band",)),
+        "weights missing": ([*SAMPLE, "-o", out, "--method", "learned", "--weights", w_missing],
+                            w_missing, ("not found",)),
+        "weights not safetensors": ([*SAMPLE, "-o", out, "--method", "learned", "--weights",
+                                     w_bad], w_bad, ("safetensors",)),
+    }
+
+
+EVERYDAY = [
+    "missing input", "folder as input", "text file as input", "output is an input",
+    "two outputs one path", "missing folder", "output is a folder", "output exists",
+    "no overlap", "band counts differ", "weights missing", "weights not safetensors"]
+
+
+@pytest.mark.parametrize("case", EVERYDAY)
+def test_everyday_mistakes_one_line_nothing_written(tmp_path, case):
+    args, named, words = _everyday(tmp_path)[case]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    method = [] if "--method" in args else ["--method", "mean"]
+    res = cli("fuse", *args, *method, "-q")
+    one_line_error(res, named, *words)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before and debris(tmp_path) == []
