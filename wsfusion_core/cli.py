@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import traceback
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -42,8 +43,9 @@ class _Group(click.Group):
         except (Cancelled, KeyboardInterrupt, click.Abort):
             _trace()
             signum = int(_STATE.get("signal") or signal.SIGINT)
-            click.echo("Cancelled" + ("" if signum == signal.SIGINT else
-                                      f" ({signal.Signals(signum).name})"), err=True)
+            with suppress(OSError):  # after SIGHUP the terminal may be gone
+                click.echo("Cancelled" + ("" if signum == signal.SIGINT else
+                                          f" ({signal.Signals(signum).name})"), err=True)
             code = 128 + signum  # the shell convention: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
         except click.ClickException as exc:
             _trace()
@@ -180,7 +182,9 @@ class _Stop:
         self.flag = True
         _STATE["signal"] = signum
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        click.echo(f"\n{name}: stopping after the current batch (again to abort now)", err=True)
+        with suppress(OSError):
+            click.echo(f"\n{name}: stopping after the current batch (again to abort now)",
+                       err=True)
 
     def __enter__(self) -> _Stop:
         for sig in self.SIGNALS:

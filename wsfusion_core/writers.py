@@ -141,8 +141,12 @@ class AtomicGeoTIFF:
         self.dataset: Any = None
         self._rec = gdal_errors.current()
         self._mark = self._rec.mark() if self._rec else 0
-        self._guard(lambda: setattr(self, "dataset", rasterio.open(self.tmp, "w", **profile)),
-                    "cannot be created")
+        try:
+            self._guard(lambda: setattr(self, "dataset", rasterio.open(self.tmp, "w", **profile)),
+                        "cannot be created")
+        except BaseException:
+            self._remove()
+            raise
 
     @property
     def staged(self) -> Path:
