@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from helpers import REPO, write_raster
+from helpers import REPO, tmpfs, write_raster
 
 from wsfusion_core.api import fuse
 from wsfusion_core.errors import InputError, OutputError, WeightsError, WsfusionError
@@ -83,18 +83,8 @@ def inputs_untouched():
 @pytest.fixture
 def small_disk(tmp_path):
     """A 520 KiB tmpfs: the sample's fused output does not fit."""
-    if not IS_ROOT or shutil.which("mount") is None:
-        pytest.skip("disk-full cases mount a tmpfs and need root (CI runs as root)")
-    d = tmp_path / "disk"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=520k,mode=0777", "tmpfs", str(d)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "size=520k,mode=0777") as d:
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
 @pytest.fixture
@@ -153,19 +143,9 @@ def test_disk_full_api_raises_output_error_with_path(small_disk):
 
 
 def test_read_only_file_system(tmp_path):
-    if not IS_ROOT or shutil.which("mount") is None:
-        pytest.skip("mounting a read-only tmpfs needs root (CI runs as root)")
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as ro:
         res = cli("fuse", *SAMPLE, "-o", ro / "f.tif", "--method", "mean", "-q")
         one_line_error(res, ro / "f.tif", "not writable")
-    finally:
-        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
 
 
 def test_full_read_back_verification_passes_a_good_run(tmp_path):
@@ -313,15 +293,20 @@ def test_longest_names_work(tmp_path, cog):
     assert debris(tmp_path) == []
 
 
+def make_node(path: Path, kind: str, minor: int) -> Path:
+    """A FIFO, or a character device like /dev/null (minor 3) or /dev/zero (minor 5)."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif not IS_ROOT:
+        pytest.skip("creating a device node needs root (CI runs as root)")
+    else:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
+    return path
+
+
 @pytest.mark.parametrize("kind", ["chardev", "fifo"])
 def test_device_or_fifo_output_is_refused(tmp_path, kind):
-    node = tmp_path / "out.tif"
-    if kind == "fifo":
-        os.mkfifo(node)
-    else:
-        if not IS_ROOT:
-            pytest.skip("creating a device node needs root (CI runs as root)")
-        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # same as /dev/null
+    node = make_node(tmp_path / "out.tif", kind, 3)
     res = cli("fuse", *SAMPLE, "-o", node, "--method", "mean", "-q", "--overwrite", timeout=60)
     one_line_error(res, node, "not a regular file")
     mode = os.lstat(node).st_mode
@@ -340,11 +325,7 @@ def test_dev_null_output_is_refused():
 
 @pytest.mark.parametrize("kind", ["fifo", "chardev"])
 def test_non_regular_input_is_refused_without_hanging(tmp_path, kind):
-    node = tmp_path / "in.tif"
-    if kind == "fifo":
-        os.mkfifo(node)
-    else:
-        node = Path("/dev/zero")
+    node = make_node(tmp_path / "in.tif", kind, 5)
     out = tmp_path / "f.tif"
     res = cli("fuse", SAMPLE[0], node, "-o", out, "--method", "mean", "-q", timeout=60)
     one_line_error(res, node, "not a regular file")
