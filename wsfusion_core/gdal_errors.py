@@ -40,11 +40,22 @@ class GdalMessage:
     text: str
 
 
+MAX_WARNINGS = 200  # per capture: a warning per block of a large raster would pile up
+
+
 class Recorder:
     """The messages recorded in one ``capture()``; ``failures_since(mark)`` for one step."""
 
     def __init__(self) -> None:
         self.messages: list[GdalMessage] = []
+        self.warnings = 0
+
+    def add(self, message: GdalMessage) -> None:
+        if message.level < CE_FAILURE:
+            self.warnings += 1
+            if self.warnings > MAX_WARNINGS:
+                return
+        self.messages.append(message)
 
     def mark(self) -> int:
         return len(self.messages)
@@ -111,7 +122,7 @@ def _tiff_handler(level: int) -> Callable[[bytes | None, bytes | None, int | Non
         text = buf.value.decode("utf-8", "replace")
         if module:
             text = f"{module.decode('utf-8', 'replace')}: {text}"
-        recs[-1].messages.append(GdalMessage(level, 0, text))
+        recs[-1].add(GdalMessage(level, 0, text))
         gdal = _gdal()
         if gdal is not None:
             # Also hand it to GDAL, as GDAL's own libtiff handler would: that sets GDAL's error
@@ -173,7 +184,7 @@ def capture() -> Iterator[Recorder]:
         if getattr(_ACTIVE, "forwarding", False):
             return
         text = (msg or b"").decode("utf-8", "replace").strip()
-        rec.messages.append(GdalMessage(int(level), int(errno), text))
+        rec.add(GdalMessage(int(level), int(errno), text))
 
     _install_tiff_handlers()
     lib = _gdal()

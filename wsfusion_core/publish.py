@@ -158,7 +158,8 @@ class _Move:
         if overwrite and os.path.lexists(self.target):
             self.backup = temp_path(self.target, "old")
             try:
-                os.link(self.target, self.backup)  # the target is never missing
+                # The target is never missing; a symlink is kept as the link itself.
+                os.link(self.target, self.backup, follow_symlinks=False)
             except OSError:
                 os.rename(self.target, self.backup)
             os.replace(self.staged, self.target)

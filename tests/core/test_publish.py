@@ -110,3 +110,15 @@ def test_stale_files_of_dead_processes_are_removed(tmp_path):
     assert remove_stale(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [mine.name, other_host.name, user_file.name])
+
+
+def test_a_replaced_symlink_comes_back_as_the_symlink(tmp_path):
+    real = tmp_path / "real.tif"
+    real.write_text("previous")
+    (tmp_path / "a.tif").symlink_to(real)
+    sa, sb = staged(tmp_path, "a.tif", "A"), staged(tmp_path, "b.tif", "B")
+    sb.unlink()  # the second move fails
+    with pytest.raises(OutputError):
+        publish_all([(sa, tmp_path / "a.tif"), (sb, tmp_path / "b.tif")], overwrite=True)
+    assert (tmp_path / "a.tif").is_symlink() and (tmp_path / "a.tif").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "real.tif"]
