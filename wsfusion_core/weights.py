@@ -47,6 +47,8 @@ class ModelInfo:
     in_channels: int = 3
     widths: list[int] = field(default_factory=_default_widths)
     fusion: str = "learned"
+    # Quality-net architecture (model.ARCHITECTURES); files without it are the paper's.
+    architecture: str = "paper"
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     class_colours: list[list[int]] = field(default_factory=lambda: [list(c) for c in CLASS_COLOURS])
     # The 0..1 network view (view.py) becomes (x - mean) / std before the networks.
@@ -80,10 +82,13 @@ class ModelInfo:
 
 
 def build_model(info: ModelInfo) -> FusionModel:
-    from .model import FusionModel
+    from .model import ARCHITECTURES, FusionModel
 
+    if info.architecture not in ARCHITECTURES:
+        raise WeightsError(f"unknown quality-net architecture {info.architecture!r} in the "
+                           f"metadata (this version knows {', '.join(ARCHITECTURES)})")
     return FusionModel(num_classes=info.num_classes, in_channels=info.in_channels,
-                       widths=info.widths, fusion=info.fusion)
+                       widths=info.widths, fusion=info.fusion, architecture=info.architecture)
 
 
 def save_weights(path: str | os.PathLike, model: FusionModel, info: ModelInfo,
