@@ -132,7 +132,10 @@ def load_weights(path: str | os.PathLike | None = None, device: str | torch.devi
     """Build the model its metadata describes and load its tensors, in eval mode."""
     path = resolve_weights(path)
     info = read_info(path)
-    model = build_model(info)
+    try:
+        model = build_model(info)
+    except WeightsError as exc:  # raised without the file: name it
+        raise WeightsError(exc.message, path=path, hint=exc.hint) from None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}

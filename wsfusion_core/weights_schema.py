@@ -81,6 +81,7 @@ SCHEMA: dict[str, Check] = {
     "in_channels": int_in(*CHANNEL_RANGE),
     "widths": list_of(int_in(*WIDTH_RANGE), *DEPTH_RANGE),
     "fusion": one_of("learned", "mean"),
+    "architecture": text(40),  # known names: model.ARCHITECTURES, checked by build_model
     "class_names": list_of(text(100), 1, MAX_CLASSES),
     "class_colours": list_of(list_of(int_in(0, 255), 3, 4), 1, MAX_CLASSES),
     "normalisation": mapping,

@@ -435,6 +435,8 @@ BAD_METADATA = {
     "metadata is a list": [],
     "colours do not match classes": {"class_colours": [[1, 2, 3]]},
     "fusion unknown": {"fusion": "pickle"},
+    "architecture unknown": {"architecture": "transformer"},
+    "architecture not text": {"architecture": ["set"]},
 }
 
 
