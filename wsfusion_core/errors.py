@@ -63,6 +63,6 @@ def only_wsfusion_errors(fn: F) -> F:
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
             raise WsfusionError(f"unexpected {type(exc).__name__}: {first}",
-                                hint="please report it with the --debug output") from exc
+                                hint="this is a bug, please report it") from exc
 
     return wrapper  # type: ignore[return-value]

@@ -482,6 +482,10 @@ def test_only_wsfusion_errors_escape_the_api(tmp_path):
         with pytest.raises(WsfusionError) as err:
             call(path)
         assert err.value.path is not None, str(err.value)
+    # Not a file problem, and not foreseen: still a WsfusionError (with .path None), one line.
+    with pytest.raises(WsfusionError) as err:
+        fuse(SAMPLE, tmp_path / "f.tif", method="mean", bands=["red"])  # type: ignore[list-item]
+    assert err.value.path is None and "ValueError" in str(err.value)
     assert debris(tmp_path) == []
 
 
