@@ -177,7 +177,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             del data, valid
             _write(buffer.take(plan.finished_before(r)), fused_w, seg_w, q_w)
         _poll(cancel)
-        outs.commit()
+        outs.commit(lambda: _poll(cancel))
     cb(1.0)
     seconds = time.perf_counter() - t0
     say(f"done: {out_path} in {seconds:.1f} s")

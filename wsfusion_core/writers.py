@@ -15,7 +15,7 @@ import os
 import stat
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 import numpy as np
 import rasterio
@@ -258,11 +258,14 @@ class OutputSet:
         writer.verify_full = self.verify
         return writer
 
-    def commit(self) -> None:
-        # Close, convert and check every file first, then move them all: a failure in the slow
-        # part leaves every target untouched.
+    def commit(self, before_publish: Callable[[], None] | None = None) -> None:
+        """Close, convert and check every file first, then move them all: a failure in the slow
+        part leaves every target untouched. ``before_publish`` may still raise (a cancel that
+        arrived during a long COG conversion) and nothing is published."""
         for w in self.items:
             w.finish()
+            if before_publish is not None:
+                before_publish()
         publish_all([(w.staged, w.target) for w in self.items], self.overwrite)
         for w in self.items:
             w._remove()

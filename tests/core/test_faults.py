@@ -27,7 +27,13 @@ import rasterio
 from helpers import REPO, tmpfs, write_raster
 
 from wsfusion_core.api import fuse
-from wsfusion_core.errors import InputError, OutputError, WeightsError, WsfusionError
+from wsfusion_core.errors import (
+    Cancelled,
+    InputError,
+    OutputError,
+    WeightsError,
+    WsfusionError,
+)
 from wsfusion_core.publish import HOST, is_temp_name, remove_stale
 
 SAMPLE = sorted((REPO / "wsfusion_core" / "data" / "sample").glob("input_*.tif"))
@@ -265,6 +271,21 @@ def test_sigkill_debris_is_removed_by_the_next_run(tmp_path, make_raster, smooth
     assert res.returncode == 0, res.stderr
     assert sorted(debris(outdir)) == sorted([live.name, other.name])
     assert remove_stale(outdir) == []
+
+
+def test_cancel_during_cog_conversion_publishes_nothing(tmp_path):
+    """A stop request that arrives while the outputs are converted (minutes on large rasters)
+    is still honoured: nothing is published."""
+    (tmp_path / "f.tif").write_bytes(b"previous")
+
+    def cancel() -> bool:  # true once a COG copy is being made, i.e. inside commit
+        return any(".cog." in p.name for p in tmp_path.iterdir())
+
+    with pytest.raises(Cancelled):
+        fuse(SAMPLE, tmp_path / "f.tif", quality=tmp_path / "q.tif", method="mean", cog=True,
+             overwrite=True, cancel=cancel)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tif"]
+    assert (tmp_path / "f.tif").read_bytes() == b"previous"
 
 
 def _wait_for_temp(folder: Path, proc: subprocess.Popen, limit: float = 120) -> None:
