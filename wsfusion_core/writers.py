@@ -289,8 +289,9 @@ def open_fused(target: Path, grid: Grid, count: int, dtype: str, nodata: Nodata,
                rgb: bool = False) -> AtomicGeoTIFF:
     profile = base_profile(grid, count, dtype, nodata)
     # Say it explicitly: GDAL would otherwise call the 4th band of a 4-band byte image alpha
-    # (a NIR band is not transparency).
-    profile["photometric"] = "RGB" if rgb and count == 3 else "MINISBLACK"
+    # (a NIR band is not transparency). RGB inputs give red/green/blue bands 1-3 and leave any
+    # further band (NIR) undefined, as in the inputs.
+    profile["photometric"] = "RGB" if rgb and count >= 3 else "MINISBLACK"
     w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="average")
     for i, d in enumerate(descriptions, start=1):
         if d and i <= count:
