@@ -10,6 +10,7 @@ from urllib.request import url2pathname
 
 import numpy as np
 import pytest
+from helpers import write_raster
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
@@ -17,7 +18,6 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
 )
-from helpers import write_raster
 
 from qgis_plugin import dependencies
 
