@@ -19,10 +19,11 @@ from typing import Callable, Sequence, Union
 import numpy as np
 from rasterio.windows import Window
 
+from . import gdal_errors
 from .blend import FinishedRows, StripBuffer
 from .engines import CompositeEngine, Engine, LearnedEngine
 from .engines import plan as plan_engine
-from .errors import Cancelled, InputError, WsfusionError
+from .errors import Cancelled, InputError, WsfusionError, only_wsfusion_errors
 from .grid import AlignedReader, align
 from .options import DEFAULT_BANDS, DEFAULT_OVERLAP, METHODS, band_problem, check_choice
 from .report import InspectReport, inspect
@@ -62,6 +63,8 @@ class FusionResult:
     class_colours: tuple[tuple[int, ...], ...] = ()
 
 
+@only_wsfusion_errors
+@gdal_errors.capture()  # GDAL's messages recorded (writers check them), never printed
 def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          segmentation: PathLike | None = None,
          quality: PathLike | None = None,
@@ -74,6 +77,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          reference: PathLike | None = None,
          cog: bool = False,
          overwrite: bool = False,
+         verify: bool = False,
          progress: Callable[[float], None] | None = None,
          cancel: Callable[[], bool] | None = None,
          log: Callable[[str], None] | None = None,
@@ -83,7 +87,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     ``learned`` weights every input per pixel by the quality net (invalid pixels weigh 0) and
     applies those weights to the original values of all bands; ``mean``/``median`` are per-pixel
     composites over the valid inputs. Optional outputs: the segmentation class map and the
-    per-input quality weights. Nothing is written unless the whole run succeeds."""
+    per-input quality weights. Nothing is written unless the whole run succeeds; ``verify``
+    decodes every output block before publishing. Only WsfusionError subclasses escape."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
@@ -142,7 +147,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         stack.enter_context(gdal_cache(grid.width, per_px))
         readers = [stack.enter_context(AlignedReader(i, grid)) for i in al.inputs]
         scales = view_scales(readers, net_bands) if runner is not None else None
-        outs = stack.enter_context(OutputSet())
+        outs = stack.enter_context(OutputSet(overwrite, verify))
         fused_w = outs.add(open_fused(out_path, grid, al.count, dtype, nodata, cog,
                                       descriptions=source.descriptions, tags=tags,
                                       rgb=source.rgb))
@@ -172,7 +177,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             del data, valid
             _write(buffer.take(plan.finished_before(r)), fused_w, seg_w, q_w)
         _poll(cancel)
-        outs.commit()
+        outs.commit(lambda: _poll(cancel))
     cb(1.0)
     seconds = time.perf_counter() - t0
     say(f"done: {out_path} in {seconds:.1f} s")
