@@ -23,7 +23,7 @@ from .composite import composite
 from .errors import Cancelled, InputError, WeightsError, WsfusionError
 from .grid import AlignedReader, RasterInfo, align, check_compatible, describe
 from .grid import overlap_fraction as _overlap_fraction
-from .view import PERCENTILES, network_view, view_scales
+from .view import ScaleSpec, network_view, parse_scale, view_radiometry
 from .windows import WindowPlan, pad_to, plan_windows
 from .writers import (
     BLOCK,
@@ -70,6 +70,7 @@ class InspectReport:
     bands: tuple[int, ...]
     problems: list[str] = field(default_factory=list)
     weights: str | None = None
+    scale: str | None = None  # the radiometric rule fuse would use for the networks
 
     def to_text(self) -> str:
         r = self.reference
@@ -93,9 +94,9 @@ class InspectReport:
             lines.append(f"  write {first.count} band(s) {first.dtype} on the reference grid, "
                          f"nodata {nd} where no input is valid")
             lines.append(f"  feed bands {','.join(map(str, self.bands))} to the networks"
-                         + ("" if first.dtype == "uint8" else
-                            f" (scaled by each input's {PERCENTILES[0]:g}-{PERCENTILES[1]:g} "
-                            "percentiles; output keeps original values)"))
+                         + " (output keeps original values)")
+            if self.scale:
+                lines.append(f"  network scale: {self.scale}")
             lines.append("  learned method: " + (f"model {self.weights}" if self.weights else
                                                  "no default weights shipped; pass --weights "
                                                  "or use --method mean/median"))
@@ -108,7 +109,7 @@ class InspectReport:
                             "crs": i.crs.to_string() if i.crs else None,
                             "validity": i.mask_kind, "overlap": ov, "warped": wp}
                            for i, ov, wp in zip(self.inputs, self.overlaps, self.warped)],
-                "problems": list(self.problems), "weights": self.weights}
+                "problems": list(self.problems), "weights": self.weights, "scale": self.scale}
 
 
 def _grid_text(info: RasterInfo) -> str:
@@ -124,7 +125,8 @@ def _mask_text(info: RasterInfo) -> str:
 
 
 def inspect(inputs: Sequence[str | os.PathLike], reference: str | os.PathLike | None = None,
-            bands: Sequence[int] | None = None) -> InspectReport:
+            bands: Sequence[int] | None = None, scale: str | ScaleSpec | None = None
+            ) -> InspectReport:
     """Describe the inputs and what fuse would do; incompatibilities are listed, not raised
     (unreadable files still raise InputError)."""
     if not inputs:
@@ -153,8 +155,15 @@ def inspect(inputs: Sequence[str | os.PathLike], reference: str | os.PathLike | 
         weights = f"{winfo.name} ({wpath.name})"
     except WsfusionError:
         weights = None
+    spec = parse_scale(scale)
+    rule = None
+    if not problems:
+        al = align(inputs, reference)
+        with ExitStack() as stack:
+            readers = [stack.enter_context(AlignedReader(i, al.grid)) for i in al.inputs]
+            rule = view_radiometry(readers, bands, spec).rule
     return InspectReport(ref, infos, overlaps, [not grid.same_as(i) for i in infos], bands,
-                         problems, weights)
+                         problems, weights, rule)
 
 
 # ----------------------------------------------------------------------------- fuse
@@ -169,6 +178,7 @@ def fuse(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
          batch_size: int | None = None,
          overlap: int = 64,
          bands: Sequence[int] | None = None,
+         scale: str | ScaleSpec | None = None,
          reference: str | os.PathLike | None = None,
          cog: bool = False,
          overwrite: bool = False,
@@ -181,7 +191,9 @@ def fuse(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     ``learned`` weights every input per pixel by the quality net (invalid pixels weigh 0) and
     applies those weights to the original values of all bands; ``mean``/``median`` are per-pixel
     composites over the valid inputs. Optional outputs: the segmentation class map and the
-    per-input quality weights. Nothing is written unless the whole run succeeds."""
+    per-input quality weights. ``scale`` (see ``view.parse_scale``) sets the one radiometric
+    scale on which the networks see all inputs. Nothing is written unless the whole run
+    succeeds."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     if method not in METHODS:
@@ -190,6 +202,7 @@ def fuse(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         raise WsfusionError(f"overlap must be >= 0 (got {overlap})")
     if batch_size is not None and batch_size < 1:
         raise WsfusionError(f"batch size must be >= 1 (got {batch_size})")
+    scale_spec = parse_scale(scale)
     if quality is not None and method == "median":
         raise WsfusionError("a quality output needs per-input weights: use method learned or mean")
 
@@ -252,7 +265,12 @@ def fuse(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         stack.enter_context(_gdal_cache(grid.width, al.count, dtype, len(al.inputs),
                                         seg_path is not None, q_path is not None))
         readers = [stack.enter_context(AlignedReader(i, grid)) for i in al.inputs]
-        scales = (view_scales(readers, net_bands) if runner is not None else None)
+        scales = None
+        if runner is not None:
+            view = view_radiometry(readers, net_bands, scale_spec)
+            scales = view.scales()
+            tags["WSFUSION_SCALE"] = view.rule
+            say(f"network scale: {view.rule}")
         outs = stack.enter_context(OutputSet())
         fused_w = outs.add(open_fused(
             out_path, grid, al.count, dtype, nodata, cog, descriptions=_descriptions(radiometry),

@@ -90,6 +90,20 @@ def _parse_bands(_ctx: click.Context, _param: click.Parameter,
     return bands
 
 
+def _parse_scale(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    from .errors import WsfusionError
+    from .view import parse_scale
+
+    try:
+        return parse_scale(value).text
+    except WsfusionError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+scale_option = click.option("--scale", callback=_parse_scale, default="auto", show_default=True,
+                            metavar="RULE", help="One radiometric scale for all inputs as the "
+                            "networks see them: auto, s2, landsat-c2, reflectance, LO,HI, a "
+                            "divisor, or per-input (old rule).")
 debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
                             callback=_set_debug, help="Show tracebacks on errors.")
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
@@ -225,6 +239,7 @@ def _summary(result, extra: Sequence[tuple[str, str]] = ()) -> str:
 @click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
               help="1-based bands fed to the networks as RGB (default 1,2,3); all bands are "
               "fused.")
+@scale_option
 @click.option("--reference", type=click.Path(path_type=str),
               help="Raster whose grid the outputs use (default: the first input).")
 @click.option("--cog", is_flag=True, help="Write Cloud Optimized GeoTIFFs.")
@@ -233,7 +248,7 @@ def _summary(result, extra: Sequence[tuple[str, str]] = ()) -> str:
 @debug_option
 def fuse(inputs: tuple[str, ...], output: str, segmentation: str | None,
          quality: str | None, weights: str | None, method: str, device: str,
-         batch_size: int | None, overlap: int, bands: tuple[int, ...] | None,
+         batch_size: int | None, overlap: int, bands: tuple[int, ...] | None, scale: str,
          reference: str | None, cog: bool, overwrite: bool, quiet: bool) -> None:
     """Fuse INPUT rasters of the same place into one GeoTIFF.
 
@@ -246,7 +261,7 @@ def fuse(inputs: tuple[str, ...], output: str, segmentation: str | None,
     """
     result = _run_fuse(inputs, output, quiet, segmentation=segmentation, quality=quality,
                        method=method, weights=weights, device=device, batch_size=batch_size,
-                       overlap=overlap, bands=bands, reference=reference, cog=cog,
+                       overlap=overlap, bands=bands, scale=scale, reference=reference, cog=cog,
                        overwrite=overwrite)
     click.echo(_summary(result))
 
@@ -261,13 +276,14 @@ def fuse(inputs: tuple[str, ...], output: str, segmentation: str | None,
               help="Raster whose grid fuse would use (default: the first input).")
 @click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
               help="Bands fuse would feed to the networks (default 1,2,3).")
+@scale_option
 @debug_option
 def info(inputs: tuple[str, ...], reference: str | None,
-         bands: tuple[int, ...] | None) -> None:
+         bands: tuple[int, ...] | None, scale: str) -> None:
     """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
     from .api import inspect
 
-    click.echo(inspect(list(inputs), reference=reference, bands=bands).to_text())
+    click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale).to_text())
 
 
 # ------------------------------------------------------------------------------------ demo
