@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from .classes import CLASS_COLOURS, CLASS_NAMES
 from .errors import WeightsError
-from .model import DEFAULT_WIDTHS, FusionModel
+from .model import ARCHITECTURES, DEFAULT_WIDTHS, FusionModel
 
 FORMAT = "wsfusion-weights/1"
 METADATA_KEY = "wsfusion"
@@ -35,6 +35,8 @@ class ModelInfo:
     in_channels: int = 3
     widths: list[int] = field(default_factory=lambda: list(DEFAULT_WIDTHS))
     fusion: str = "learned"
+    # Quality-net architecture (model.ARCHITECTURES); files without it are the paper's.
+    architecture: str = "paper"
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     class_colours: list[list[int]] = field(default_factory=lambda: [list(c) for c in CLASS_COLOURS])
     # Input x (uint8 RGB) becomes (x * scale - mean) / std before the networks.
@@ -65,8 +67,11 @@ class ModelInfo:
 
 
 def build_model(info: ModelInfo) -> FusionModel:
+    if info.architecture not in ARCHITECTURES:
+        raise WeightsError(f"unknown quality-net architecture {info.architecture!r} in the "
+                           f"metadata (this version knows {', '.join(ARCHITECTURES)})")
     return FusionModel(num_classes=info.num_classes, in_channels=info.in_channels,
-                       widths=info.widths, fusion=info.fusion)
+                       widths=info.widths, fusion=info.fusion, architecture=info.architecture)
 
 
 def save_weights(path: str | os.PathLike, model: FusionModel, info: ModelInfo,
