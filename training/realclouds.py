@@ -373,7 +373,7 @@ def figure(results_work: Path, cases: Sequence[Case], label: str, path: Path,
         rad = radiometry([d[idx] for d in data], list(valid), [d.dtype.name for d in data], scale)
         lo, hi = rad.lo[0], rad.hi[0]
 
-        def rgb(a: np.ndarray) -> np.ndarray:
+        def rgb(a: np.ndarray, lo=lo, hi=hi) -> np.ndarray:
             return np.moveaxis(to_unit(a, lo, hi), 0, -1)
 
         fused = _read(results_work / f"{c.name}_{label}.tif")[0][idx]

@@ -289,8 +289,13 @@ def info(inputs: tuple[str, ...], reference: str | None,
 # ------------------------------------------------------------------------------------ demo
 
 
-def sample_inputs(sample_dir: Path = SAMPLE_DIR) -> list[Path]:
-    """The shipped spoiled inputs (``input_*.tif``), date order."""
+# name, folder, network bands, scale, also a median beside the fused image
+DEMO_CASES = (("banepa", "banepa", (1, 2, 3), "auto", False),
+              ("s2", "s2_pair", (1, 2, 3), "s2", True))
+
+
+def sample_inputs(sample_dir: Path = SAMPLE_DIR / "banepa") -> list[Path]:
+    """The shipped inputs of one demo case (``input_*.tif``), in order."""
     files = sorted(sample_dir.glob("input_*.tif"))
     if not files:
         raise WsfusionError(f"{sample_dir}: no sample inputs (input_*.tif) found; "
@@ -320,10 +325,10 @@ def _default_weights_available() -> bool:
 @debug_option
 def demo(output_dir: Path, method: str | None, weights: str | None, device: str,
          quiet: bool) -> None:
-    """Fuse the shipped three-date NAIP sample and write a PNG quicklook."""
+    """Fuse the shipped samples and write PNG quicklooks: Banepa (real 0.5 m imagery, synthetic
+    clouds) with segmentation, and a real cloudy/clear Sentinel-2 pair beside its median."""
     from .quicklook import quicklook
 
-    inputs = sample_inputs()
     have_model = weights is not None or _default_weights_available()
     if method is None:
         method = "learned" if have_model else "median"
@@ -335,15 +340,27 @@ def demo(output_dir: Path, method: str | None, weights: str | None, device: str,
         raise WsfusionError("the learned method needs a model and none is shipped; pass "
                             "--weights PATH or use --method median")
     output_dir.mkdir(parents=True, exist_ok=True)
-    fused = output_dir / "demo_fused.tif"
-    seg = output_dir / "demo_segmentation.tif" if have_model else None
-    png = output_dir / "demo_quicklook.png"
-    result = _run_fuse([str(p) for p in inputs], str(fused), quiet, desc="demo",
-                       segmentation=seg, method=method, weights=weights, device=device,
-                       overwrite=True)
-    quicklook(inputs, fused, png, segmentation=seg)
-    click.echo(_summary(result, [("quicklook", str(png)),
-                                 ("inputs", ", ".join(p.name for p in inputs))]))
+    for name, folder, bands, scale, with_median in DEMO_CASES:
+        inputs = sample_inputs(SAMPLE_DIR / folder)
+        out = {k: output_dir / f"demo_{name}_{k}.tif" for k in ("fused", "segmentation",
+                                                                  "quality", "median")}
+        png = output_dir / f"demo_{name}_quicklook.png"
+        seg = out["segmentation"] if have_model else None
+        qual = out["quality"] if method != "median" else None
+        result = _run_fuse([str(p) for p in inputs], str(out["fused"]), quiet,
+                           desc=f"demo {name}", segmentation=seg, quality=qual, method=method,
+                           weights=weights, device=device, bands=bands, scale=scale,
+                           overwrite=True)
+        extra: list[tuple[str, Path]] = []
+        if with_median and method != "median":
+            _run_fuse([str(p) for p in inputs], str(out["median"]), quiet,
+                      desc=f"demo {name} median", method="median", bands=bands,
+                      overwrite=True)
+            extra.append(("median", out["median"]))
+        quicklook(inputs, out["fused"], png, segmentation=seg, quality=qual, extra=extra,
+                  bands=bands, scale=scale)
+        click.echo(_summary(result, [("quicklook", str(png)),
+                                     ("inputs", ", ".join(p.name for p in inputs))]))
 
 
 if __name__ == "__main__":
