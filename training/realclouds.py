@@ -240,6 +240,12 @@ def score(case: Case, fused: np.ndarray, weights: np.ndarray | None) -> dict[str
     return out
 
 
+def weights_label(path: str | Path) -> str:
+    """A short name for a weights file: its stem, with the run folder for generic stems."""
+    p = Path(path)
+    return f"{p.parent.name}-{p.stem}" if p.stem in ("best", "last", "weights") else p.stem
+
+
 def run_case(case: Case, weights_files: Sequence[str], work: Path, scale: str = "auto",
              device: str = "cpu") -> dict[str, dict[str, float]]:
     """Fuse the case with every method through ``wsfusion_core.fuse`` and score it."""
@@ -254,7 +260,7 @@ def run_case(case: Case, weights_files: Sequence[str], work: Path, scale: str = 
     def fused_of(path: Path) -> np.ndarray:
         return _read(path)[0][idx].astype(np.float64) * REFLECTANCE
 
-    for label, w in [(Path(w).stem if isinstance(w, str) else str(w), w) for w in weights_files]:
+    for label, w in [(weights_label(w), w) for w in weights_files]:
         out, q = work / f"{case.name}_{label}.tif", work / f"{case.name}_{label}_q.tif"
         fuse(case.inputs, out, quality=q, weights=w, bands=case.bands, scale=scale,
              device=device, overwrite=True)
@@ -438,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     md = tables_markdown(results)
     (out / "realclouds.md").write_text(md)
     if args.figure:
-        label = Path(weights[0]).stem
+        label = weights_label(weights[0])
         cases = [c for c in s2_cases(root, work / "s2") + landsat_cases(root, work / "landsat")
                  if c.name in FIGURE_CASES]
         figure(work, cases, label, Path(args.figure), list(results["scales"])[-1])
@@ -446,4 +452,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-FIGURE_CASES = ("s2-136_p139+overcast", "s2-85_p492", "landsat-2010211")
+FIGURE_CASES = ("s2-136_p139+overcast", "s2-85_p492", "s2-85_p782", "landsat-2008214")

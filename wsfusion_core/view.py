@@ -122,25 +122,25 @@ def declared_scale(dtype: str, tags: dict[str, str], scales: Sequence[float],
 
 def estimate_joint(data: Sequence[np.ndarray], valid: Sequence[np.ndarray]
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """One (lo, hi) per band for ALL inputs, from their valid pixels together.
+    """One (lo, hi) for ALL inputs and all bands, from their valid pixels together.
 
     The clear-sky reference is the per-pixel minimum over the valid inputs (clouds brighten,
-    so they do not inflate it); its 2nd/98th percentiles land on 0.05/0.70 of the network
-    range, where ground sits in 8-bit training imagery, so clouds stay near white."""
+    so they do not inflate it); the 2nd/98th percentiles of its values, all bands pooled, land
+    on 0.05/0.70 of the network range, where ground sits in 8-bit training imagery, so clouds
+    stay near white. One gain for every band keeps colours (white clouds stay white; a band
+    with little contrast, such as hazy blue, is not blown up)."""
     stack = np.stack([np.where(v[None], d.astype(np.float64), np.inf)
                       for d, v in zip(data, valid)])
     ref = stack.min(axis=0)  # (C, h, w)
     seen = np.isfinite(ref[0])
     c = ref.shape[0]
-    lo, hi = np.zeros(c), np.ones(c)
     if not seen.any():
-        return lo, hi
+        return np.zeros(c), np.ones(c)
     t0, t1 = REFERENCE_TARGET
-    for b in range(c):
-        p0, p1 = np.percentile(ref[b][seen], REFERENCE_PERCENTILES)
-        span = max(p1 - p0, 1e-9 * max(abs(p1), 1.0)) / (t1 - t0)
-        lo[b], hi[b] = p0 - t0 * span, p0 - t0 * span + span
-    return lo, hi
+    p0, p1 = np.percentile(ref[:, seen], REFERENCE_PERCENTILES)
+    span = max(p1 - p0, 1e-9 * max(abs(p1), 1.0)) / (t1 - t0)
+    lo = p0 - t0 * span
+    return np.full(c, lo), np.full(c, lo + span)
 
 
 def _looks_like_reflectance(data: Sequence[np.ndarray], valid: Sequence[np.ndarray]) -> bool:
@@ -204,7 +204,8 @@ def radiometry(data: Sequence[np.ndarray], valid: Sequence[np.ndarray], dtypes: 
     lo, hi = estimate_joint(data, valid)
     return common(lo, hi, f"estimated jointly: {REFERENCE_PERCENTILES[0]:g}/"
                           f"{REFERENCE_PERCENTILES[1]:g} % of the per-pixel minimum over the "
-                          f"valid inputs → {REFERENCE_TARGET[0]:g}/{REFERENCE_TARGET[1]:g}")
+                          f"valid inputs (bands pooled) → {REFERENCE_TARGET[0]:g}/"
+                          f"{REFERENCE_TARGET[1]:g}")
 
 
 def file_declaration(path, bands: Sequence[int]) -> tuple[float, float, str] | None:
