@@ -159,6 +159,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     OVERLAP = "OVERLAP"
     BATCH_SIZE = "BATCH_SIZE"
     BANDS = "BANDS"
+    SCALE = "SCALE"
     REFERENCE = "REFERENCE"
     COG = "COG"
 
@@ -205,6 +206,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterString(
                 self.BANDS, "Bands fed to the networks (1-based, e.g. 1,2,3)", defaultValue="",
                 optional=True),
+            QgsProcessingParameterString(
+                self.SCALE, "Radiometric scale for all inputs (auto, s2, landsat-c2, reflectance, "
+                "LO,HI, a divisor, per-input)", defaultValue="auto", optional=True),
             QgsProcessingParameterRasterLayer(
                 self.REFERENCE, "Reference layer for the output grid (empty: first input)",
                 optional=True),
@@ -268,6 +272,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             batch_size=batch if batch > 0 else None,
             overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
             bands=parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
+            # parsed by wsfusion_core.view.parse_scale, like --scale (errors: one clear line)
+            scale=self.parameterAsString(parameters, self.SCALE, context) or "auto",
             reference=reference,
             cog=self.parameterAsBool(parameters, self.COG, context),
         )
