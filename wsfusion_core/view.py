@@ -26,6 +26,7 @@ SAMPLE_SIDE = 1024  # longest side of the decimated read that estimates a scale
 WHITE_REFLECTANCE = 0.3  # reflectance shown as white: ground mid-grey, clouds saturate
 REFERENCE_PERCENTILES = (2.0, 98.0)  # of the clear-sky reference (per-pixel minimum)
 REFERENCE_TARGET = (0.05, 0.70)  # where those percentiles land in the 0..1 network range
+MAX_OFFSET_SHARE = 0.5  # of a band's 98th percentile: at most this much removed as offset
 LEGACY_PERCENTILES = (2.0, 98.0)  # the pre-issue-12 per-input stretch (``--scale per-input``)
 FLOAT_REFLECTANCE = (-0.5, 1.6)  # float inputs whose valid values all lie here are reflectance
 LANDSAT_C2 = (2.75e-5, -0.2)  # Landsat Collection 2 level-2 reflectance = DN * gain + offset
@@ -122,25 +123,29 @@ def declared_scale(dtype: str, tags: dict[str, str], scales: Sequence[float],
 
 def estimate_joint(data: Sequence[np.ndarray], valid: Sequence[np.ndarray]
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """One (lo, hi) for ALL inputs and all bands, from their valid pixels together.
+    """One (lo, hi) per band for ALL inputs, from their valid pixels together.
 
     The clear-sky reference is the per-pixel minimum over the valid inputs (clouds brighten,
-    so they do not inflate it); the 2nd/98th percentiles of its values, all bands pooled, land
-    on 0.05/0.70 of the network range, where ground sits in 8-bit training imagery, so clouds
-    stay near white. One gain for every band keeps colours (white clouds stay white; a band
-    with little contrast, such as hazy blue, is not blown up)."""
+    so they do not inflate it); per band, its 2nd/98th percentiles land on 0.05/0.70 of the
+    network range, where ground sits in 8-bit training imagery, so clouds stay near white.
+    At most half of a band's clear-sky brightness (its 98th percentile) is removed as offset,
+    so a hazy, low-contrast band (L1C blue) is not blown up into false texture and colour."""
     stack = np.stack([np.where(v[None], d.astype(np.float64), np.inf)
                       for d, v in zip(data, valid)])
     ref = stack.min(axis=0)  # (C, h, w)
     seen = np.isfinite(ref[0])
     c = ref.shape[0]
+    lo, hi = np.zeros(c), np.ones(c)
     if not seen.any():
-        return np.zeros(c), np.ones(c)
+        return lo, hi
     t0, t1 = REFERENCE_TARGET
-    p0, p1 = np.percentile(ref[:, seen], REFERENCE_PERCENTILES)
-    span = max(p1 - p0, 1e-9 * max(abs(p1), 1.0)) / (t1 - t0)
-    lo = p0 - t0 * span
-    return np.full(c, lo), np.full(c, lo + span)
+    for b in range(c):
+        p0, p1 = np.percentile(ref[b][seen], REFERENCE_PERCENTILES)
+        if p1 > 0:
+            p0 = min(p0, p1 * MAX_OFFSET_SHARE)
+        span = max(p1 - p0, 1e-9 * max(abs(p1), 1.0)) / (t1 - t0)
+        lo[b], hi[b] = p0 - t0 * span, p0 - t0 * span + span
+    return lo, hi
 
 
 def _looks_like_reflectance(data: Sequence[np.ndarray], valid: Sequence[np.ndarray]) -> bool:
@@ -183,6 +188,8 @@ def radiometry(data: Sequence[np.ndarray], valid: Sequence[np.ndarray], dtypes: 
         lo = np.broadcast_to(np.asarray(lo, float), (c,))
         hi = np.broadcast_to(np.asarray(hi, float), (c,))
         nums = "; ".join(f"{a:.6g}..{b:.6g}" for a, b in zip(lo, hi))
+        if c > 1 and (lo == lo[0]).all() and (hi == hi[0]).all():
+            nums = f"{lo[0]:.6g}..{hi[0]:.6g} (every band)"
         return Radiometry(f"{why}; one scale for all {k} inputs,{names} → 0..1: {nums}",
                           np.tile(lo, (k, 1)), np.tile(hi, (k, 1)))
 
@@ -204,8 +211,8 @@ def radiometry(data: Sequence[np.ndarray], valid: Sequence[np.ndarray], dtypes: 
     lo, hi = estimate_joint(data, valid)
     return common(lo, hi, f"estimated jointly: {REFERENCE_PERCENTILES[0]:g}/"
                           f"{REFERENCE_PERCENTILES[1]:g} % of the per-pixel minimum over the "
-                          f"valid inputs (bands pooled) → {REFERENCE_TARGET[0]:g}/"
-                          f"{REFERENCE_TARGET[1]:g}")
+                          f"valid inputs, per band (offset ≤ {MAX_OFFSET_SHARE:g} × the 98th) → "
+                          f"{REFERENCE_TARGET[0]:g}/{REFERENCE_TARGET[1]:g}")
 
 
 def file_declaration(path, bands: Sequence[int]) -> tuple[float, float, str] | None:
