@@ -26,7 +26,6 @@ SAMPLE_SIDE = 1024  # longest side of the decimated read that estimates a scale
 WHITE_REFLECTANCE = 0.3  # reflectance shown as white: ground mid-grey, clouds saturate
 REFERENCE_PERCENTILES = (2.0, 98.0)  # of the clear-sky reference (per-pixel minimum)
 REFERENCE_TARGET = (0.05, 0.70)  # where those percentiles land in the 0..1 network range
-MAX_OFFSET_SHARE = 0.5  # of a band's 98th percentile: at most this much removed as offset
 LEGACY_PERCENTILES = (2.0, 98.0)  # the pre-issue-12 per-input stretch (``--scale per-input``)
 FLOAT_REFLECTANCE = (-0.5, 1.6)  # float inputs whose valid values all lie here are reflectance
 LANDSAT_C2 = (2.75e-5, -0.2)  # Landsat Collection 2 level-2 reflectance = DN * gain + offset
@@ -128,8 +127,8 @@ def estimate_joint(data: Sequence[np.ndarray], valid: Sequence[np.ndarray]
     The clear-sky reference is the per-pixel minimum over the valid inputs (clouds brighten,
     so they do not inflate it); per band, its 2nd/98th percentiles land on 0.05/0.70 of the
     network range, where ground sits in 8-bit training imagery, so clouds stay near white.
-    At most half of a band's clear-sky brightness (its 98th percentile) is removed as offset,
-    so a hazy, low-contrast band (L1C blue) is not blown up into false texture and colour."""
+    Per band, like a true- or false-colour composite: bands of very different brightness
+    (NIR, SWIR, red) all reach the range the networks know."""
     stack = np.stack([np.where(v[None], d.astype(np.float64), np.inf)
                       for d, v in zip(data, valid)])
     ref = stack.min(axis=0)  # (C, h, w)
@@ -141,8 +140,6 @@ def estimate_joint(data: Sequence[np.ndarray], valid: Sequence[np.ndarray]
     t0, t1 = REFERENCE_TARGET
     for b in range(c):
         p0, p1 = np.percentile(ref[b][seen], REFERENCE_PERCENTILES)
-        if p1 > 0:
-            p0 = min(p0, p1 * MAX_OFFSET_SHARE)
         span = max(p1 - p0, 1e-9 * max(abs(p1), 1.0)) / (t1 - t0)
         lo[b], hi[b] = p0 - t0 * span, p0 - t0 * span + span
     return lo, hi
@@ -211,8 +208,8 @@ def radiometry(data: Sequence[np.ndarray], valid: Sequence[np.ndarray], dtypes: 
     lo, hi = estimate_joint(data, valid)
     return common(lo, hi, f"estimated jointly: {REFERENCE_PERCENTILES[0]:g}/"
                           f"{REFERENCE_PERCENTILES[1]:g} % of the per-pixel minimum over the "
-                          f"valid inputs, per band (offset ≤ {MAX_OFFSET_SHARE:g} × the 98th) → "
-                          f"{REFERENCE_TARGET[0]:g}/{REFERENCE_TARGET[1]:g}")
+                          f"valid inputs, per band → {REFERENCE_TARGET[0]:g}/"
+                          f"{REFERENCE_TARGET[1]:g}")
 
 
 def file_declaration(path, bands: Sequence[int]) -> tuple[float, float, str] | None:
