@@ -426,7 +426,7 @@ def figure(results_work: Path, cases: Sequence[Case], label: str, path: Path,
         row[0].text(-0.1, 0.5, c.name, rotation=90, transform=row[0].transAxes, fontsize=6,
                     va="center", ha="right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
     return path
 

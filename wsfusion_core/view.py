@@ -196,10 +196,10 @@ def radiometry(data: Sequence[np.ndarray], valid: Sequence[np.ndarray], dtypes: 
                           "stretch (the old rule; inputs lose their relative brightness)", lo, hi)
     if spec.kind != "auto":
         return common(spec.lo, spec.hi, f"--scale {spec.text}")
-    decl = list(declared) if declared is not None else [None] * k
+    decl = [d for d in (declared or []) if d is not None]
     if all(np.dtype(t) == np.uint8 for t in dtypes):
         return common(0.0, 255.0, "uint8 as stored (value / 255, as in training)")
-    if decl and all(d is not None for d in decl) and len({d[:2] for d in decl}) == 1:
+    if decl and len(decl) == k and len({d[:2] for d in decl}) == 1:
         return common(decl[0][0], decl[0][1], decl[0][2])
     if all(np.dtype(t).kind == "f" for t in dtypes) and _looks_like_reflectance(data, valid):
         return common(0.0, WHITE_REFLECTANCE,
