@@ -46,8 +46,12 @@ nodata in an input get weight zero. The networks were trained only from road and
 (Rafique, Blanton &amp; Jacobs, <i>Weakly Supervised Fusion of Multiple Overhead Images</i>). \
 <i>mean</i> and <i>median</i> are simple per-pixel composites that need no model.</p>
 <p><b>Inputs.</b> Two or more raster layers that are local files GDAL can read (GeoTIFF \
-and the like), covering the same area, 8-bit RGB (other bands are ignored; choose them under \
-<i>Bands</i>). They are aligned onto the grid of the first input (or the <i>Reference layer</i>). \
+and the like), covering the same area. The networks read three bands as RGB (default 1,2,3; \
+e.g. 4,3,2 for Sentinel-2, under <i>Bands</i>); all bands are fused. 8-bit images are read as \
+stored; other types are put on one radiometric scale for all inputs (<i>Radiometric \
+scale</i>: <tt>auto</tt> estimates it jointly, <tt>s2</tt> means reflectance &times; 10000), \
+so a cloudy input still looks brighter than a clear one. The inputs are aligned onto the grid \
+of the first input (or the <i>Reference layer</i>). \
 Web layers (WMS, XYZ) must first be saved to a GeoTIFF.</p>
 <p><b>Outputs.</b> <i>Fused image</i>: a GeoTIFF on the reference grid with the fused bands. \
 <i>Segmentation</i> (optional): one byte band with 0 = background, 1 = road, 2 = building, \
