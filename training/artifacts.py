@@ -391,8 +391,8 @@ def overcast(image: np.ndarray, rng: np.random.Generator, clouds: CloudBank | No
     tex = clouds.texture(shape, rng) if clouds is not None else _white_texture(shape, rng)
     if image.shape[2] != 3:
         tex = np.repeat(tex.mean(axis=2, keepdims=True), image.shape[2], axis=2)
-    deck = 0.75 + 0.25 * (0.5 + 0.5 * blob_noise(shape, rng, cells=3.0))
-    a = np.clip(rng.uniform(0.9, 1.0) * deck, 0, 1)[..., None]
+    deck = 0.88 + 0.12 * (0.5 + 0.5 * blob_noise(shape, rng, cells=3.0))
+    a = np.clip(rng.uniform(0.93, 1.0) * deck, 0, 1)[..., None]
     base = np.clip(tex * rng.uniform(0.8, 1.05), 0, 1)
     return ((1 - a) * image + a * base).astype(np.float32), np.ones(shape, bool)
 
