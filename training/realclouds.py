@@ -327,9 +327,29 @@ def _f(v: float | None, pct: bool = False) -> str:
     return f"{100 * v:.0f} %" if pct else f"{v:.4f}"
 
 
+def compact_markdown(results: dict[str, Any]) -> str:
+    """One line per method and scale: S2 and Landsat means, the mean gap over all cases and how
+    many cases meet the issue-12 bar (L1 below both the median and min-blue)."""
+    lines = ["| scale | method | S2 L1 | S2 gap | S2 leak | S2 overcast | Landsat L1 | Landsat gap "
+             "| Landsat leak | Landsat overcast | gap, all cases | beats median & min-blue |",
+             "|---" * 12 + "|"]
+    for scale, r in results["scales"].items():
+        pc = r["per_case"]
+        for m in next(iter(pc.values())):
+            s2, ls = r["s2"][m], r["landsat"][m]
+            gap = float(np.nanmean([v[m]["gap"] for v in pc.values()]))
+            beat = sum(v[m]["l1"] < min(v["median"]["l1"], v["min-blue"]["l1"])
+                       for v in pc.values())
+            lines.append(f"| {scale} | {m} | {_f(s2['l1'])} | {_f(s2['gap'], True)} | "
+                         f"{_f(s2.get('leak'))} | {_f(s2.get('overcast'))} | {_f(ls['l1'])} | "
+                         f"{_f(ls['gap'], True)} | {_f(ls.get('leak'))} | "
+                         f"{_f(ls.get('overcast'))} | {_f(gap, True)} | {beat}/{len(pc)} |")
+    return "\n".join(lines) + "\n"
+
+
 def tables_markdown(results: dict[str, Any]) -> str:
-    """Per scale: averaged table per source, then the per-case L1 table."""
-    lines = []
+    """The compact table, then per scale: averaged table per source, the per-case L1 table."""
+    lines = [compact_markdown(results)]
     for scale, r in results["scales"].items():
         for src in ("s2", "landsat"):
             summ = r[src]
