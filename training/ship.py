@@ -28,3 +28,15 @@ def ship(src: str | os.PathLike, dst: str | os.PathLike = SHIPPED, *, status: st
     path = save_weights(dst, model, info)
     path.chmod(0o644)  # shipped in the package: readable by every user
     return path
+
+
+def record_real_clouds(path: str | os.PathLike, real_clouds: dict[str, Any]) -> Path:
+    """Add the real-cloud validation numbers (``metrics.real_clouds``) to the card of the weights
+    at ``path`` (re-saved in place through the real weight format; nothing else changes)."""
+    from wsfusion_core.weights import load_weights, save_weights
+
+    model, info = load_weights(path)
+    info.metrics = dict(info.metrics or {}, real_clouds=real_clouds)
+    out = save_weights(path, model, info)
+    out.chmod(0o644)
+    return out
