@@ -129,9 +129,9 @@ def estimate_joint(data: Sequence[np.ndarray], valid: Sequence[np.ndarray]
     network range, where ground sits in 8-bit training imagery, so clouds stay near white.
     Per band, like a true- or false-colour composite: bands of very different brightness
     (NIR, SWIR, red) all reach the range the networks know."""
-    stack = np.stack([np.where(v[None], d.astype(np.float64), np.inf)
-                      for d, v in zip(data, valid)])
-    ref = stack.min(axis=0)  # (C, h, w)
+    ref = np.full(data[0].shape, np.inf)  # (C, h, w), a running minimum: no K-fold stack
+    for d, v in zip(data, valid):
+        np.minimum(ref, np.where(v[None], d, np.inf), out=ref)
     seen = np.isfinite(ref[0])
     c = ref.shape[0]
     lo, hi = np.zeros(c), np.ones(c)
