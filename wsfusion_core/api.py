@@ -28,7 +28,7 @@ from .grid import AlignedReader, align
 from .options import DEFAULT_BANDS, DEFAULT_OVERLAP, METHODS, band_problem, check_choice
 from .report import InspectReport, inspect
 from .runner import ModelRunner, load_runner
-from .view import view_scales
+from .view import ScaleSpec, parse_scale, view_radiometry
 from .writers import (
     BLOCK,
     AtomicGeoTIFF,
@@ -74,6 +74,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          batch_size: int | None = None,
          overlap: int = DEFAULT_OVERLAP,
          bands: Sequence[int] | None = None,
+         scale: str | ScaleSpec | None = None,
          reference: PathLike | None = None,
          cog: bool = False,
          overwrite: bool = False,
@@ -88,7 +89,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     applies those weights to the original values of all bands; ``mean``/``median`` are per-pixel
     composites over the valid inputs. Optional outputs: the segmentation class map and the
     per-input quality weights. Nothing is written unless the whole run succeeds; ``verify``
-    decodes every output block before publishing. Only WsfusionError subclasses escape."""
+    decodes every output block before publishing; ``scale`` (see ``view.parse_scale``) sets
+    the one radiometric scale on which the networks see all inputs. Only WsfusionError
+    subclasses escape."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
@@ -99,6 +102,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         raise WsfusionError(f"overlap must be >= 0 (got {overlap})")
     if batch_size is not None and batch_size < 1:
         raise WsfusionError(f"batch size must be >= 1 (got {batch_size})")
+    scale_spec = parse_scale(scale)
     if quality is not None and method == "median":
         raise WsfusionError("a quality output needs per-input weights",
                             hint="use method learned or mean")
@@ -146,7 +150,12 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     with ExitStack() as stack:
         stack.enter_context(gdal_cache(grid.width, per_px))
         readers = [stack.enter_context(AlignedReader(i, grid)) for i in al.inputs]
-        scales = view_scales(readers, net_bands) if runner is not None else None
+        scales = None
+        if runner is not None:
+            view = view_radiometry(readers, net_bands, scale_spec)
+            scales = view.scales()
+            tags["WSFUSION_SCALE"] = view.rule
+            say(f"network scale: {view.rule}")
         outs = stack.enter_context(OutputSet(overwrite, verify))
         fused_w = outs.add(open_fused(out_path, grid, al.count, dtype, nodata, cog,
                                       descriptions=source.descriptions, tags=tags,
