@@ -36,7 +36,26 @@ from wsfusion_core.errors import (
 )
 from wsfusion_core.publish import HOST, is_temp_name, remove_stale
 
-SAMPLE = sorted((REPO / "wsfusion_core" / "data" / "sample").glob("input_*.tif"))
+
+def _make_inputs() -> list[Path]:
+    """Three 512² RGB inputs of noise (incompressible, so the fused output is ~0.8 MB and does
+    not fit the small tmpfs), nodata 0, in a folder ``nobody`` can read; removed at exit."""
+    import atexit
+
+    folder = Path(tempfile.mkdtemp(prefix="wsfusion-faults-inputs-", dir="/tmp"))
+    os.chmod(folder, 0o755)
+    atexit.register(shutil.rmtree, folder, True)
+    rng = np.random.default_rng(8)
+    paths = []
+    for i in range(3):
+        p = folder / f"input_{i + 1}.tif"
+        write_raster(p, rng.integers(1, 256, (3, 512, 512), dtype=np.uint8), nodata=0)
+        os.chmod(p, 0o644)
+        paths.append(p)
+    return paths
+
+
+SAMPLE = _make_inputs()
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -414,7 +433,7 @@ def test_format_outside_the_allow_list_is_refused(tmp_path):
     one_line_error(res, gif, "accepted format")
 
 
-def _like_sample(path: Path, dtype: str, bands: int = 4) -> Path:
+def _like_sample(path: Path, dtype: str, bands: int = 3) -> Path:
     with rasterio.open(SAMPLE[1]) as src:
         profile = src.profile
         data = src.read(list(range(1, bands + 1)))
@@ -520,10 +539,10 @@ def _everyday(tmp: Path) -> dict[str, tuple[list, object, tuple[str, ...]]]:
     exists = tmp / "exists.tif"
     exists.write_bytes(b"keep me")
     far = tmp / "far.tif"
-    write_raster(far, np.full((4, 16, 16), 9, np.uint8), transform=rasterio.transform.from_origin(
-        0.0, 0.0, 1.0, 1.0), crs="EPSG:26914")
-    three = tmp / "three.tif"
-    write_raster(three, np.full((3, 512, 512), 9, np.uint8), crs="EPSG:26914")
+    write_raster(far, np.full((3, 16, 16), 9, np.uint8), transform=rasterio.transform.from_origin(
+        0.0, 0.0, 1.0, 1.0))
+    three = tmp / "two_bands.tif"  # the sample's grid, one band fewer
+    write_raster(three, np.full((2, 512, 512), 9, np.uint8))
     w_missing = tmp / "nothere.safetensors"
     w_bad = tmp / "bad.safetensors"
     w_bad.write_bytes(b"\x00" * 64)
