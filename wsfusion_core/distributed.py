@@ -1,0 +1,355 @@
+"""The same fusion over output windows ("chunks"), in this process or on dask.distributed.
+
+The client (``fuse`` with ``chunk=`` or ``cluster=``) aligns the inputs, makes the global tile
+plan and the input scaling once and hands every task the same :class:`Job`. One task per chunk
+reads its own inputs (halo included) from shared storage, runs the ordinary engine over the
+chunk's sub-plan (chunks.py) and writes finished parts (parts.py); workers exchange no pixels.
+The model is loaded once per worker by a :class:`ModelPlugin`, never inside the task graph.
+dask is imported only when a cluster is used, so the local engine does not need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from .chunks import Chunk, Region, region_for
+from .errors import Cancelled, WsfusionError
+from .grid import Grid, RasterInfo
+from .parts import Layer, PartWriters, chunk_done
+from .windows import WindowPlan
+
+DEFAULT_CHUNK = 4096
+PLUGIN_PREFIX = "wsfusion-model-"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a chunk task needs, made once by the client (sent to each worker once)."""
+
+    inputs: tuple[RasterInfo, ...]
+    grid: Grid
+    plan: WindowPlan
+    method: str
+    bands: tuple[int, ...]
+    scales: tuple[Any, ...] | None
+    layers: tuple[Layer, ...]
+    num_classes: int  # 0: no segmentation
+    batch: int | None  # network batch size; None when no network runs
+    folder: str  # the parts folder
+
+    @property
+    def quality(self) -> bool:
+        return any(lay.kind == "quality" for lay in self.layers)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How each worker loads the model (weights must be readable from every worker)."""
+
+    weights: str
+    device: str
+    batch_size: int
+    method: str
+    segmentation: bool
+    threads: int = 1  # torch threads per worker
+
+    @property
+    def key(self) -> str:
+        return PLUGIN_PREFIX + hashlib.sha1(repr(self).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ChunkStats:
+    chunk: str
+    tiles: int  # network tiles evaluated (halo and batch padding included)
+    seconds: float
+    peak_mb: float  # peak resident memory of the worker process so far
+    worker: str
+
+
+def load_model(spec: ModelSpec) -> Any:
+    """The runner a local run would load, with torch pinned to ``spec.threads``."""
+    import torch
+
+    from .api import _load_runner
+
+    runner = _load_runner(spec.weights, spec.device, spec.method, spec.segmentation,
+                          spec.batch_size, lambda _msg: None)
+    if runner.device == "cpu":
+        torch.set_num_threads(spec.threads)
+    return runner
+
+
+def _plugin_base() -> type:
+    from distributed import WorkerPlugin
+
+    return WorkerPlugin
+
+
+class _LazyPlugin:
+    """Builds :class:`ModelPlugin` on first use so importing this module needs no dask."""
+
+    cls: type | None = None
+
+    @classmethod
+    def get(cls) -> type:
+        if cls.cls is None:
+            base = _plugin_base()
+
+            class ModelPlugin(base):  # type: ignore[misc, valid-type]
+                """Loads the model once per worker, when the worker starts or joins."""
+
+                def __init__(self, spec: ModelSpec) -> None:
+                    self.spec = spec
+                    self.name = spec.key
+                    self.runner: Any = None
+
+                def setup(self, worker: Any) -> None:
+                    self.runner = load_model(self.spec)
+
+                def teardown(self, worker: Any) -> None:
+                    self.runner = None
+
+            ModelPlugin.__module__ = __name__
+            cls.cls = ModelPlugin
+        return cls.cls
+
+
+def _worker_runner(key: str) -> Any:
+    from distributed import get_worker
+
+    plugin = get_worker().plugins.get(key)
+    if plugin is None or plugin.runner is None:
+        raise WsfusionError(f"worker {get_worker().address} has no model loaded ({key})")
+    return plugin.runner
+
+
+def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any = None
+              ) -> ChunkStats:
+    """One task: compute ``chunk`` and publish its parts."""
+    import resource
+
+    t0 = time.perf_counter()
+    if job.batch is not None and runner is None:
+        runner = _worker_runner(model_key or "")
+    region = region_for(job.plan, chunk, job.batch)
+    writers = PartWriters(job.folder, job.layers, region, job.grid)
+    try:
+        tiles = run_region(job, region, runner, writers.by_kind)
+        writers.publish()
+    except BaseException:
+        writers.abort()
+        raise
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return ChunkStats(chunk.name, tiles, time.perf_counter() - t0, peak, _worker_name())
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return f"pid {os.getpid()}"
+
+
+def run_region(job: Job, region: Region, runner: Any, out: dict[str, Any]) -> int:
+    """The engine over one region's sub-plan (PROTOTYPE copy of api's loop; replaced by the
+    shared loop after the core split). Returns the number of network tiles evaluated."""
+    from rasterio.windows import Window
+
+    from .api import _batches, _gdal_cache, _read_strip
+    from .blend import StripBuffer
+    from .grid import AlignedReader
+
+    plan = region.plan
+    fused_w = out["fused"]
+    seg_w = out.get("segmentation")
+    q_w = out.get("quality")
+    tiles = 0
+    with ExitStack() as stack:
+        stack.enter_context(_gdal_cache(region.width, job.layers[0].count, job.layers[0].dtype,
+                                        len(job.inputs), seg_w is not None, q_w is not None))
+        readers = [stack.enter_context(AlignedReader(i, job.grid)) for i in job.inputs]
+        engine = StripBuffer(plan, region.width, job.layers[0].count, len(job.inputs),
+                             job.layers[0].dtype, job.layers[0].nodata, job.num_classes,
+                             q_w is not None)
+        for r in range(plan.rows.count):
+            y0, y1 = plan.row_span(r)
+            data, valid = _read_strip(readers, Window(region.x, region.y + y0, region.width,
+                                                      y1 - y0))
+            engine.mark_valid(y0, valid.any(axis=0))
+            if job.method == "learned":
+                for batch in _batches(plan.tiles_in_row(r), runner.batch_size):
+                    fused, qual, seg = runner.learned(batch, plan, data, valid, job.scales,
+                                                      job.bands, want_seg=seg_w is not None,
+                                                      want_quality=q_w is not None)
+                    for i, t in enumerate(batch):
+                        engine.add_tile(t, plan.weight(t), fused[i],
+                                        qual[i] if qual is not None else None,
+                                        seg[i] if seg is not None else None)
+                    tiles += len(batch)
+            else:
+                engine.add_composite(y0, plan.rows.weights[r], data, valid, job.method,
+                                     quality=q_w is not None)
+                if seg_w is not None:
+                    for batch in _batches(plan.tiles_in_row(r), runner.batch_size):
+                        seg = runner.segment(batch, plan, data, valid, job.scales, job.bands,
+                                             job.method)
+                        for i, t in enumerate(batch):
+                            engine.add_tile(t, plan.weight(t), None, None, seg[i])
+                        tiles += len(batch)
+            del data, valid
+            engine.flush(plan.finished_before(r), fused_w, seg_w, q_w)
+    return tiles
+
+
+# ----------------------------------------------------------------------------- client
+
+
+@dataclass
+class RunStats:
+    chunks: int
+    reused: int
+    tiles: int
+    peak_mb: dict[str, float]
+    workers: int
+
+
+def execute(job: Job, chunks: Sequence[Chunk], *, runner: Any = None,
+            model: ModelSpec | None = None, cluster: Any = None,
+            progress: Callable[[float], None] | None = None,
+            cancel: Callable[[], bool] | None = None,
+            say: Callable[[str], None] | None = None) -> RunStats:
+    """Compute every chunk whose parts are missing: in this process with ``runner`` when
+    ``cluster`` is None, else as one dask task per chunk with ``model`` loaded per worker."""
+    todo = [c for c in chunks if not chunk_done(job.folder, job.layers, c)]
+    reused = len(chunks) - len(todo)
+    if reused and say:
+        say(f"resume: {reused} of {len(chunks)} chunk(s) already done")
+    cb = progress or (lambda _f: None)
+    stats = RunStats(len(chunks), reused, 0, {}, 1)
+
+    def record(s: ChunkStats, done: int) -> None:
+        stats.tiles += s.tiles
+        stats.peak_mb[s.worker] = max(stats.peak_mb.get(s.worker, 0.0), s.peak_mb)
+        cb(min((reused + done) / len(chunks), 0.99))
+
+    if cluster is None:
+        for i, c in enumerate(todo, 1):
+            _poll(cancel)
+            record(run_chunk(job, c, runner=runner), i)
+        return stats
+    with ExitStack() as stack:
+        client = connect(cluster, stack)
+        stats.workers = len(client.scheduler_info().get("workers", {}))
+        if say:
+            say(f"cluster: {client.scheduler.address}, {stats.workers} worker(s)")
+        key = None
+        if job.batch is not None:
+            if model is None:
+                raise WsfusionError("a cluster run with a network needs a model spec")
+            plugin = _LazyPlugin.get()(model)
+            client.register_plugin(plugin, name=model.key)
+            key = model.key
+        _run_on_cluster(client, job, todo, key, record, cancel)
+    return stats
+
+
+def _run_on_cluster(client: Any, job: Job, todo: Sequence[Chunk], key: str | None,
+                    record: Callable[[ChunkStats, int], None],
+                    cancel: Callable[[], bool] | None) -> None:
+    from distributed import wait
+
+    token = hashlib.sha1(f"{job.folder}{time.time_ns()}".encode()).hexdigest()[:10]
+    job_f = client.scatter(job, broadcast=True, hash=False)
+    futures = {client.submit(run_chunk, job_f, c, key, pure=False,
+                             key=f"wsfusion-{c.name}-{token}", retries=0): c for c in todo}
+    pending = set(futures)
+    done = 0
+    try:
+        while pending:
+            _poll(cancel)
+            try:
+                finished, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # nothing finished in this half second: poll cancel again
+                continue
+            for f in finished:
+                if f.status == "error":
+                    exc = f.exception()
+                    raise _one_line_error(futures[f], exc) from None
+                if f.status == "cancelled":
+                    raise WsfusionError(f"chunk {futures[f].name}: cancelled by the cluster")
+                done += 1
+                record(f.result(), done)
+    except BaseException:
+        client.cancel(list(futures), force=True)
+        raise
+    finally:
+        with _quiet():
+            client.cancel([job_f], force=True)
+
+
+def _one_line_error(chunk: Chunk, exc: BaseException | None) -> BaseException:
+    if isinstance(exc, WsfusionError):
+        return exc
+    name = type(exc).__name__ if exc is not None else "error"
+    text = " ".join(str(exc).split()) if exc is not None else ""
+    if name == "KilledWorker":
+        return WsfusionError(f"chunk {chunk.name}: the workers running it died repeatedly "
+                             "(out of memory or killed); see the worker logs")
+    return WsfusionError(f"chunk {chunk.name}: {name}: {text}")
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return True
+
+
+def connect(cluster: Any, stack: ExitStack) -> Any:
+    """A dask ``Client`` for ``cluster``: a Client (used as is), an int (that many local
+    worker processes, one thread each), a scheduler address (``tcp://host:8786``) or the path
+    of a scheduler file (``dask scheduler --scheduler-file``)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise WsfusionError("running on a cluster needs dask.distributed; install "
+                            "wsfusion[distributed]") from None
+    if isinstance(cluster, Client):
+        return cluster
+    if isinstance(cluster, bool):
+        raise WsfusionError(f"cluster must be a client, an address or a worker count, "
+                            f"not {cluster!r}")
+    if isinstance(cluster, int):
+        if cluster < 1:
+            raise WsfusionError(f"workers must be >= 1 (got {cluster})")
+        import logging
+
+        lc = stack.enter_context(LocalCluster(n_workers=cluster, threads_per_worker=1,
+                                              processes=True, dashboard_address=None,
+                                              silence_logs=logging.ERROR))
+        return stack.enter_context(Client(lc))
+    text = os.fspath(cluster)
+    try:
+        if "://" in text:
+            return stack.enter_context(Client(text, timeout="30s"))
+        if not os.path.isfile(text):
+            raise WsfusionError(f"{text}: scheduler file not found")
+        return stack.enter_context(Client(scheduler_file=text, timeout="30s"))
+    except WsfusionError:
+        raise
+    except (OSError, TimeoutError) as exc:
+        raise WsfusionError(f"{text}: cannot reach the dask scheduler ({exc})") from None
+
+
+def _poll(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("cancelled by the caller; no output was written")
