@@ -26,6 +26,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from .blend import FinishedRows
 from .chunks import Chunk, Region
 from .grid import Grid
 from .writers import BLOCK, base_profile
@@ -96,8 +97,8 @@ def remove_folder(folder: Path) -> None:
 
 
 class PartWriters:
-    """The parts of one chunk; ``write`` takes rows of the region (full region width) as the
-    strip buffer hands them back and keeps the chunk's own pixels."""
+    """The parts of one chunk. ``sink`` takes the finished rows the strip buffer hands back
+    (region coordinates, full region width) and writes the chunk's own pixels of them."""
 
     def __init__(self, folder: str | os.PathLike, layers: Sequence[Layer], region: Region,
                  grid: Grid) -> None:
@@ -106,50 +107,45 @@ class PartWriters:
         sub = Grid(grid.crs, grid.transform * grid.transform.translation(c.x0, c.y0),
                    c.width, c.height)
         token = uuid.uuid4().hex[:12]  # a retried task on another worker writes its own temps
-        self.items: list[tuple[Any, Path, Path]] = []
+        self.items: dict[str, tuple[Any, Path, Path]] = {}
         try:
             for lay in layers:
                 final = part_path(folder, lay.kind, c)
                 tmp = final.with_name(f".{final.stem}.{token}.tmp.tif")
                 prof = base_profile(sub, lay.count, lay.dtype, lay.nodata, lay.predictor)
-                self.items.append((rasterio.open(tmp, "w", **prof), tmp, final))
+                self.items[lay.kind] = (rasterio.open(tmp, "w", **prof), tmp, final)
         except Exception:
             self.abort()
             raise
-        self.by_kind = {lay.kind: _Crop(self, i) for i, lay in enumerate(layers)}
 
-    def publish(self) -> None:
-        """Close every part, then rename them into place (a chunk is done once all exist)."""
-        for ds, _tmp, _final in self.items:
-            ds.close()
-        for _ds, tmp, final in self.items:
-            os.replace(tmp, final)
-
-    def abort(self) -> None:
-        for ds, tmp, _final in self.items:
-            with suppress(Exception):
-                ds.close()
-            with suppress(FileNotFoundError):
-                tmp.unlink()
-
-
-class _Crop:
-    """A writer for the strip buffer: region rows in, the chunk's window out."""
-
-    def __init__(self, owner: PartWriters, index: int) -> None:
-        self.owner, self.index = owner, index
-
-    def write(self, array: np.ndarray, row: int) -> None:
-        reg = self.owner.region
+    def sink(self, rows: FinishedRows) -> None:
+        reg = self.region
         c = reg.chunk
-        y_a, y_b = reg.y + row, reg.y + row + array.shape[-2]
+        y_a = reg.y + rows.y
+        y_b = y_a + rows.fused.shape[-2]
         lo, hi = max(y_a, c.y0), min(y_b, c.y1)
         if hi <= lo:
             return
         xs = slice(c.x0 - reg.x, c.x1 - reg.x)
-        rows = array[:, lo - y_a:hi - y_a, xs]
-        ds = self.owner.items[self.index][0]
-        ds.write(rows, window=Window(0, lo - c.y0, c.width, hi - lo))
+        for kind, array in (("fused", rows.fused), ("segmentation", rows.classes),
+                            ("quality", rows.quality)):
+            if kind in self.items and array is not None:
+                self.items[kind][0].write(array[:, lo - y_a:hi - y_a, xs],
+                                          window=Window(0, lo - c.y0, c.width, hi - lo))
+
+    def publish(self) -> None:
+        """Close every part, then rename them into place (a chunk is done once all exist)."""
+        for ds, _tmp, _final in self.items.values():
+            ds.close()
+        for _ds, tmp, final in self.items.values():
+            os.replace(tmp, final)
+
+    def abort(self) -> None:
+        for ds, tmp, _final in self.items.values():
+            with suppress(Exception):
+                ds.close()
+            with suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def write_vrt(path: Path, grid: Grid, layer: Layer, chunks: Sequence[Chunk]) -> Path:
