@@ -25,7 +25,8 @@ test-qgis: venv
 	$(PY) -m pytest tests/qgis
 
 lint: venv
-	$(PY) -m ruff check wsfusion_core training qgis_plugin tests bench scripts
+	@rc=0; $(PY) -m ruff check wsfusion_core training qgis_plugin tests bench scripts || rc=1; \
+	$(PY) -m mypy || rc=1; exit $$rc
 
 plugin:
 	bash scripts/build_plugin.sh

@@ -69,14 +69,14 @@ def child_bare(args: argparse.Namespace) -> dict:
     """Forward passes only, on random pre-made batches; extrapolated to the plan's tile count."""
     import torch
 
-    from wsfusion_core.api import _resolve_device
+    from wsfusion_core.runner import BATCH_CPU, BATCH_GPU, resolve_device
     from wsfusion_core.weights import load_weights
     from wsfusion_core.windows import plan_windows
 
-    dev = _resolve_device(args.device)
+    dev = resolve_device(args.device)
     model, info = load_weights(args.weights, device=dev)
     plan = plan_windows(args.size, args.size, info.tile_size, 64)
-    bs = 16 if dev.startswith("cuda") else 4
+    bs = BATCH_GPU if dev.startswith("cuda") else BATCH_CPU
     x = torch.rand(bs, args.k, 3, info.tile_size, info.tile_size, device=dev)
     valid = torch.ones(bs, args.k, info.tile_size, info.tile_size, dtype=torch.bool, device=dev)
     ctx = (torch.autocast("cuda", dtype=torch.float16) if dev.startswith("cuda")
@@ -107,12 +107,12 @@ def run_child(extra: list[str], timeout: float) -> dict | None:
 
 def pick_weights(path: str | None, tmp: Path) -> tuple[str, str]:
     from wsfusion_core.errors import WeightsError
-    from wsfusion_core.weights import default_weights_path
+    from wsfusion_core.weights import resolve_weights
 
     if path:
         return path, f"given ({path})"
     try:
-        return str(default_weights_path()), "shipped default weights"
+        return str(resolve_weights(None)), "shipped default weights"
     except WeightsError:
         import torch
 
@@ -127,11 +127,13 @@ def pick_weights(path: str | None, tmp: Path) -> tuple[str, str]:
 
 
 def main() -> None:
+    from wsfusion_core.options import DEVICES
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1024,2048", help="raster sides in px (comma list)")
     ap.add_argument("--k", default="2,6", help="numbers of inputs (comma list)")
     ap.add_argument("--methods", default="learned,mean")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--device", default="auto", choices=list(DEVICES))
     ap.add_argument("--weights", default=None, help="default: shipped, else random init")
     ap.add_argument("--max-seconds", type=float, default=300,
                     help="per configuration; slower ones are reported as 'timeout'")

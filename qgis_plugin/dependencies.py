@@ -30,7 +30,6 @@ REQUIREMENTS: dict[str, tuple[str, str]] = {
     "torch": ("torch", "2.1"),
     "rasterio": ("rasterio", "1.3"),
     "shapely": ("shapely", "2.0"),
-    "pyproj": ("pyproj", "3.3"),
     "safetensors": ("safetensors", "0.4"),
 }
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -114,47 +113,6 @@ def missing(import_modules: bool = False) -> list[str]:
             except Exception:  # ImportError, or numpy ABI RuntimeError/AttributeError
                 out.append(module)
     return out
-
-
-def prefer_qgis_pyproj() -> Path | None:
-    """Import QGIS's own pyproj instead of a wheel's, where both are on ``sys.path`` (Linux).
-
-    A pyproj wheel carries its own copy of PROJ (``pyproj.libs``). Loaded into QGIS, which links
-    the system PROJ, both copies' C++ static destructors run on the same objects at exit: QGIS
-    and ``qgis_process`` then die with "double free or corruption" after the work is done. The
-    distribution's pyproj is built against the PROJ QGIS uses, so it is the safe one to import.
-    Returns the folder it was imported from, or None when nothing needed changing.
-    """
-    if "pyproj" in sys.modules or not sys.platform.startswith("linux"):
-        return None
-    found = [Path(e or ".") for e in sys.path
-             if (Path(e or ".") / "pyproj" / "__init__.py").is_file()]
-    if len(found) < 2 or not (found[0] / "pyproj.libs").is_dir():
-        return None
-    minimum = _version_tuple(REQUIREMENTS["pyproj"][1])
-    for folder in found[1:]:
-        if (folder / "pyproj.libs").is_dir():
-            continue
-        infos = sorted(folder.glob("pyproj-*.*-info"))
-        version = infos[0].name[len("pyproj-"):].split(".dist-info")[0].split(".egg-info")[0] \
-            if infos else ""
-        if not version or _version_tuple(version) < minimum:
-            continue
-        spec = importlib.util.spec_from_file_location(
-            "pyproj", folder / "pyproj" / "__init__.py",
-            submodule_search_locations=[str(folder / "pyproj")])
-        if spec is None or spec.loader is None:
-            return None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["pyproj"] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception:  # fall back to the normal import
-            for name in [m for m in sys.modules if m == "pyproj" or m.startswith("pyproj.")]:
-                del sys.modules[name]
-            return None
-        return folder
-    return None
 
 
 def import_error_details(module: str) -> str:

@@ -31,10 +31,13 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor, QIcon
 
-from . import dependencies
+from wsfusion_core.options import DEFAULT_OVERLAP, DEVICES, METHODS
+from wsfusion_core.options import parse_bands as _parse_bands
 
-METHODS = ("learned", "mean", "median")
-DEVICES = ("auto", "cpu", "cuda")
+from . import dependencies
+from .resources import ICON
+
+METHOD_LABELS = {"learned": "learned (quality network)"}  # others are shown as they are named
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 
 HELP = """<p>Fuses several overhead images of the same place, each spoiled in places by clouds, \
@@ -134,18 +137,12 @@ def _gdal_errors_quiet():
         gdal.PopErrorHandler()
 
 
-def parse_bands(text: str) -> list[int] | None:
-    text = (text or "").strip()
-    if not text:
-        return None
+def parse_bands(text: str) -> tuple[int, ...] | None:
+    """The core's band rule (options.parse_bands), its error as a Processing error."""
     try:
-        bands = [int(b) for b in text.replace(";", ",").replace(" ", ",").split(",") if b]
-    except ValueError:
-        raise QgsProcessingException(f"Bands '{text}': give 1-based band numbers such as 1,2,3"
-                                     ) from None
-    if not bands or min(bands) < 1:
-        raise QgsProcessingException(f"Bands '{text}': band numbers start at 1")
-    return bands
+        return _parse_bands(text)
+    except ValueError as exc:
+        raise QgsProcessingException(f"Bands {exc}") from None
 
 
 class FuseAlgorithm(QgsProcessingAlgorithm):
@@ -179,8 +176,6 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
                 "roads", "buildings", "satellite", "aerial"]
 
     def icon(self) -> QIcon:
-        from .provider import ICON
-
         return QIcon(str(ICON))
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802
@@ -189,7 +184,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         inputs.setMinimumNumberInputs(1)
         self.addParameter(inputs)
         self.addParameter(QgsProcessingParameterEnum(
-            self.METHOD, "Fusion method", options=["learned (quality network)", "mean", "median"],
+            self.METHOD, "Fusion method", options=[METHOD_LABELS.get(m, m) for m in METHODS],
             defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
             self.WEIGHTS, "Model weights (empty: the model shipped with the plugin)",
@@ -199,7 +194,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
 
         advanced = [
             QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap (pixels)",
-                                         QgsProcessingParameterNumber.Integer, 64, False, 0, 4096),
+                                         QgsProcessingParameterNumber.Integer, DEFAULT_OVERLAP,
+                                         False, 0, 4096),
             QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0: automatic)",
                                          QgsProcessingParameterNumber.Integer, 0, False, 0, 1024),
             QgsProcessingParameterString(
@@ -241,7 +237,6 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters: dict, context, feedback) -> dict[str, Any]:  # noqa: N802
         dependencies.activate_private_dir()  # installed from a shell since QGIS started?
-        dependencies.prefer_qgis_pyproj()  # a wheel's bundled PROJ crashes QGIS at exit
         lacking = dependencies.missing(import_modules=True)
         if lacking:
             raise QgsProcessingException(dependencies.missing_message(lacking))
@@ -274,7 +269,6 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
 
         import wsfusion_core
         from wsfusion_core import fuse
-        from wsfusion_core.classes import CLASS_COLOURS, CLASS_NAMES
         from wsfusion_core.errors import Cancelled, WsfusionError
 
         feedback.pushInfo(f"wsfusion_core {wsfusion_core.__version__} from "
@@ -301,7 +295,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             f"model: {result.model or 'none (' + result.method + ' composite)'}")
         if result.segmentation is not None and context.willLoadLayerOnCompletion(segmentation):
             context.layerToLoadOnCompletionDetails(segmentation).setPostProcessor(
-                SegmentationStyler.create(CLASS_NAMES, CLASS_COLOURS))
+                SegmentationStyler.create(result.class_names, result.class_colours))
         return {
             self.OUTPUT: str(result.output),
             self.SEGMENTATION: str(result.segmentation) if result.segmentation else None,

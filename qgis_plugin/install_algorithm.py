@@ -46,7 +46,7 @@ class InstallDependenciesAlgorithm(QgsProcessingAlgorithm):
         return HELP
 
     def icon(self) -> QIcon:
-        from .provider import ICON
+        from .resources import ICON
 
         return QIcon(str(ICON))
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-ICON = Path(__file__).resolve().parent / "icon.png"
+from .resources import ICON
 
 
 class WsfusionProvider(QgsProcessingProvider):

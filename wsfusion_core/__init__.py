@@ -6,6 +6,8 @@ Public API: ``fuse``, ``FusionResult``, ``load_weights``, ``ModelInfo``. Imports
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -24,7 +26,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         from importlib import import_module
 

@@ -12,11 +12,15 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import click
 
 from .errors import Cancelled, WeightsError, WsfusionError
+from .options import DEVICES, METHODS, parse_bands
+
+if TYPE_CHECKING:
+    from .api import FusionResult
 
 EXIT_CANCELLED = 130
 _STATE = {"debug": bool(os.environ.get("WSFUSION_DEBUG"))}
@@ -45,10 +49,7 @@ class _Group(click.Group):
             code = 1
         except WsfusionError as exc:
             _trace()
-            msg = _one_line(str(exc))
-            if isinstance(exc, WeightsError) and "--method" not in msg:
-                msg += " (pass --weights PATH to a wsfusion model, or use --method mean/median)"
-            click.echo(f"Error: {msg}", err=True)
+            click.echo(f"Error: {_one_line(_cli_message(exc))}", err=True)
             code = 1
         except Exception as exc:  # noqa: BLE001 - unexpected: still one line unless --debug
             if _STATE["debug"]:
@@ -59,6 +60,23 @@ class _Group(click.Group):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _cli_message(exc: WsfusionError) -> str:
+    """The core's message with its hint reworded in this command's flags."""
+    from .weights import NO_MODEL_HINT
+    from .writers import OVERWRITE_HINT
+
+    flags = {NO_MODEL_HINT: "pass --weights PATH to a wsfusion model, or use --method mean / "
+                            "--method median",
+             OVERWRITE_HINT: "use --overwrite to replace it"}
+    hint = exc.hint
+    if hint is None and isinstance(exc, WeightsError):  # any model problem: the same way out
+        hint = NO_MODEL_HINT
+    if hint not in flags:
+        return str(exc)
+    text = f"{exc.path}: {exc.message}" if exc.path is not None else exc.message
+    return f"{text}; {flags[hint]}"
 
 
 def _one_line(msg: str) -> str:
@@ -78,21 +96,15 @@ def _set_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> boo
 
 def _parse_bands(_ctx: click.Context, _param: click.Parameter,
                  value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
     try:
-        bands = tuple(int(b) for b in value.replace(" ", "").split(",") if b)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of band numbers "
-                                 "(e.g. 1,2,3)") from None
-    if not bands or min(bands) < 1:
-        raise click.BadParameter(f"{value!r}: band numbers start at 1 (e.g. 1,2,3)")
-    return bands
+        return parse_bands(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
                             callback=_set_debug, help="Show tracebacks on errors.")
-device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
+device_option = click.option("--device", type=click.Choice(list(DEVICES)),
                              default="auto", show_default=True,
                              help="Where the networks run (auto: CUDA if available).")
 
@@ -115,7 +127,7 @@ class _Progress:
     def __init__(self, quiet: bool, desc: str) -> None:
         self.quiet = quiet
         self.desc = desc
-        self.bar = None
+        self.bar: Any = None
 
     def log(self, msg: str) -> None:
         if self.quiet:
@@ -175,7 +187,7 @@ class _CtrlC:
 
 
 def _run_fuse(inputs: Sequence[str], output: str, quiet: bool, desc: str = "fusing",
-              **kwargs: Any):
+              **kwargs: Any) -> FusionResult:
     from .api import fuse
 
     progress = _Progress(quiet, desc)
@@ -187,7 +199,7 @@ def _run_fuse(inputs: Sequence[str], output: str, quiet: bool, desc: str = "fusi
         progress.close()
 
 
-def _summary(result, extra: Sequence[tuple[str, str]] = ()) -> str:
+def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str:
     rows = [("fused", f"{result.output} ({result.count} band(s), {result.width} x "
                       f"{result.height} px, {result.crs or 'no CRS'})")]
     if result.segmentation is not None:
@@ -214,7 +226,7 @@ def _summary(result, extra: Sequence[tuple[str, str]] = ()) -> str:
               help="Also write the per-input weights (float32, one band per input).")
 @click.option("--weights", type=click.Path(path_type=str),
               help="Model weights (.safetensors); default: the shipped model.")
-@click.option("--method", type=click.Choice(["learned", "mean", "median"]), default="learned",
+@click.option("--method", type=click.Choice(list(METHODS)), default="learned",
               show_default=True, help="learned: quality-weighted (the paper); mean/median: "
               "per-pixel composite of the valid inputs, no network.")
 @device_option
@@ -265,7 +277,7 @@ def fuse(inputs: tuple[str, ...], output: str, segmentation: str | None,
 def info(inputs: tuple[str, ...], reference: str | None,
          bands: tuple[int, ...] | None) -> None:
     """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
-    from .api import inspect
+    from .report import inspect
 
     click.echo(inspect(list(inputs), reference=reference, bands=bands).to_text())
 
@@ -283,10 +295,10 @@ def sample_inputs(sample_dir: Path = SAMPLE_DIR) -> list[Path]:
 
 
 def _default_weights_available() -> bool:
-    from .weights import default_weights_path
+    from .weights import resolve_weights
 
     try:
-        return Path(default_weights_path()).is_file()
+        return resolve_weights(None).is_file()
     except WsfusionError:
         return False
 
@@ -295,7 +307,7 @@ def _default_weights_available() -> bool:
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("wsfusion-demo"), show_default=True,
               help="Folder for the demo outputs (created; its demo files are replaced).")
-@click.option("--method", type=click.Choice(["learned", "mean", "median"]), default=None,
+@click.option("--method", type=click.Choice(list(METHODS)), default=None,
               help="Default: learned if the shipped model is present, else median.")
 @click.option("--weights", type=click.Path(path_type=str),
               help="Model weights (.safetensors); default: the shipped model.")

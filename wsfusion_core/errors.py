@@ -1,12 +1,26 @@
 """The few exception types users see.
 
-Each message is one line that names the file and the problem."""
+Each message is one line that names the file and the problem. ``path`` is the file at fault
+(or None) and ``hint`` a way out worded for any front end: the core never names CLI flags or
+dialog fields (the CLI adds its flags, QGIS its field names)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
 
 
 class WsfusionError(Exception):
     """Base class: anything the CLI prints as one line and exits 1 on."""
+
+    def __init__(self, message: str, *, path: Union[str, os.PathLike] | None = None,
+                 hint: str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.hint = hint
+        self.message = message
+        text = f"{self.path}: {message}" if self.path is not None else message
+        super().__init__(f"{text}; {hint}" if hint else text)
 
 
 class InputError(WsfusionError):

@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import rasterio
@@ -24,6 +24,10 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .errors import InputError
+from .options import MaskKind
+
+if TYPE_CHECKING:
+    from shapely.geometry import Polygon
 
 # Below this share of the reference covered, an input is treated as not overlapping at all.
 MIN_OVERLAP = 1e-9
@@ -42,8 +46,9 @@ class RasterInfo:
     nodata: float | None
     crs: CRS | None
     transform: Affine
-    mask_kind: str  # "nodata" | "alpha" | "mask" | "none"
-    driver: str = ""
+    mask_kind: MaskKind
+    descriptions: tuple[str | None, ...] = ()  # per image band, copied to the fused output
+    rgb: bool = False  # the first three image bands are tagged red, green, blue
 
     @property
     def count(self) -> int:
@@ -67,7 +72,7 @@ class Grid:
     width: int
     height: int
 
-    def footprint(self):
+    def footprint(self) -> Polygon:
         return _pixel_footprint(self.transform, self.width, self.height)
 
     def same_as(self, info: RasterInfo) -> bool:
@@ -87,17 +92,18 @@ def describe(path: str | os.PathLike) -> RasterInfo:
     """Open ``path`` just long enough to read its header; a clear InputError if that fails."""
     p = Path(path)
     if not p.exists():
-        raise InputError(f"{p}: file not found")
+        raise InputError("file not found", path=p)
     if p.is_dir():
-        raise InputError(f"{p}: is a directory, not a raster")
+        raise InputError("is a directory, not a raster", path=p)
     try:
         with rasterio.open(p) as src:
             alpha = next((i for i, ci in zip(src.indexes, src.colorinterp)
                           if ci == ColorInterp.alpha), None)
             bands = tuple(i for i in src.indexes if i != alpha)
             if not bands:
-                raise InputError(f"{p}: has no image bands")
+                raise InputError("has no image bands", path=p)
             flags = src.mask_flag_enums[bands[0] - 1]
+            kind: MaskKind
             if src.nodata is not None:
                 kind = "nodata"
             elif alpha is not None:
@@ -108,16 +114,19 @@ def describe(path: str | os.PathLike) -> RasterInfo:
                 kind = "none"
             crs = src.crs if src.crs else None
             if crs is None and src.gcps[0]:
-                raise InputError(f"{p}: georeferenced by ground control points only; "
-                                 "warp it to a CRS first (gdalwarp)")
+                raise InputError("georeferenced by ground control points only", path=p,
+                                 hint="warp it to a CRS first (gdalwarp)")
+            rgb = [src.colorinterp[b - 1] for b in bands[:3]] == [
+                ColorInterp.red, ColorInterp.green, ColorInterp.blue]
             return RasterInfo(p, src.width, src.height, bands, alpha, src.dtypes[bands[0] - 1],
-                              src.nodata, crs, src.transform, kind, src.driver)
+                              src.nodata, crs, src.transform, kind,
+                              tuple(src.descriptions[b - 1] for b in bands), rgb)
     except InputError:
         raise
     except RasterioIOError as exc:
-        raise InputError(f"{p}: not a readable raster ({_first_line(exc)})") from None
+        raise InputError(f"not a readable raster ({_first_line(exc)})", path=p) from None
     except Exception as exc:  # corrupt headers raise a variety of types
-        raise InputError(f"{p}: cannot be read ({_first_line(exc)})") from None
+        raise InputError(f"cannot be read ({_first_line(exc)})", path=p) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -125,7 +134,8 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _pixel_footprint(transform: Affine, width: int, height: int, densify: int = 21):
+def _pixel_footprint(transform: Affine, width: int, height: int, densify: int = 21
+                     ) -> Polygon:
     """Polygon of a raster's extent in its own CRS, densified so it bends right when reprojected."""
     from shapely.geometry import Polygon
 
@@ -137,7 +147,7 @@ def _pixel_footprint(transform: Affine, width: int, height: int, densify: int = 
     return Polygon(zip(xs, ys))
 
 
-def footprint_in(info: RasterInfo, crs: CRS | None):
+def footprint_in(info: RasterInfo, crs: CRS | None) -> Polygon:
     """The raster's footprint in ``crs`` (densified edges).
 
     Reprojected with rasterio's own PROJ, the one that also warps the pixels: inside QGIS a
@@ -190,24 +200,37 @@ class Alignment:
         return self.inputs[0].count
 
 
-def check_compatible(infos: Sequence[RasterInfo]) -> None:
-    """The rules all inputs must meet together; raises InputError naming the first offender."""
+def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
+                       ) -> tuple[list[InputError], list[float], list[bool]]:
+    """Every reason the inputs cannot be fused onto ``ref``'s grid, plus each input's overlap
+    and whether it needs warping. The one rule set: ``align`` raises the first problem,
+    ``report.inspect`` lists them all, so ``info`` never approves what ``fuse`` refuses."""
     first = infos[0]
-    for info in infos[1:]:
-        if info.count != first.count:
-            raise InputError(f"{info.path}: has {info.count} image band(s) but {first.path} has "
-                             f"{first.count}; all inputs need the same bands")
+    problems = [InputError(f"has {i.count} image band(s) but {first.path} has {first.count}; "
+                           "all inputs need the same bands", path=i.path)
+                for i in infos[1:] if i.count != first.count]
     with_crs = [i for i in infos if i.crs is not None]
     if with_crs and len(with_crs) != len(infos):
         bad = next(i for i in infos if i.crs is None)
-        raise InputError(f"{bad.path}: has no CRS while other inputs do; assign one (gdal_edit.py "
-                         "-a_srs) or give all inputs without one")
+        problems.append(InputError("has no CRS while other inputs do", path=bad.path,
+                                   hint="assign one (gdal_edit.py -a_srs) or give all inputs "
+                                        "without one"))
     if not with_crs:
-        for info in infos[1:]:
-            if (info.width, info.height) != (first.width, first.height):
-                raise InputError(f"{info.path}: has no CRS and its size {info.width}x{info.height}"
-                                 f" differs from {first.path} ({first.width}x{first.height}); "
-                                 "inputs without a CRS must share one size")
+        problems += [InputError(f"has no CRS and its size {i.width}x{i.height} differs from "
+                                f"{first.path} ({first.width}x{first.height}); inputs without a "
+                                "CRS must share one size", path=i.path)
+                     for i in infos[1:] if (i.width, i.height) != (first.width, first.height)]
+    if (ref.crs is None) != (first.crs is None):
+        problems.append(InputError("reference and inputs must all have a CRS or all lack one",
+                                   path=ref.path))
+    elif ref.crs is None and (ref.width, ref.height) != (first.width, first.height):
+        problems.append(InputError("has no CRS and its size differs from the inputs'",
+                                   path=ref.path))
+    grid = ref.grid()
+    overlaps = [overlap_fraction(info, grid) for info in infos]
+    problems += [InputError(f"does not overlap the reference grid ({ref.path})", path=i.path)
+                 for i, frac in zip(infos, overlaps) if frac <= MIN_OVERLAP]
+    return problems, overlaps, [not grid.same_as(info) for info in infos]
 
 
 def align(inputs: Sequence[str | os.PathLike], reference: str | os.PathLike | None = None
@@ -217,20 +240,10 @@ def align(inputs: Sequence[str | os.PathLike], reference: str | os.PathLike | No
         raise InputError("no input rasters given")
     infos = [describe(p) for p in inputs]
     ref = describe(reference) if reference is not None else infos[0]
-    check_compatible(infos)
-    if (ref.crs is None) != (infos[0].crs is None):
-        raise InputError(f"{ref.path}: reference and inputs must all have a CRS or all lack one")
-    if ref.crs is None and (ref.width, ref.height) != (infos[0].width, infos[0].height):
-        raise InputError(f"{ref.path}: has no CRS and its size differs from the inputs'")
-    grid = ref.grid()
-    overlaps, warped = [], []
-    for info in infos:
-        frac = overlap_fraction(info, grid)
-        if frac <= MIN_OVERLAP:
-            raise InputError(f"{info.path}: does not overlap the reference grid ({ref.path})")
-        overlaps.append(frac)
-        warped.append(not grid.same_as(info))
-    return Alignment(grid, infos, ref, overlaps, warped)
+    problems, overlaps, warped = alignment_problems(infos, ref)
+    if problems:
+        raise problems[0]
+    return Alignment(ref.grid(), infos, ref, overlaps, warped)
 
 
 class AlignedReader:
@@ -242,7 +255,7 @@ class AlignedReader:
         try:
             self._src = rasterio.open(info.path)
         except Exception as exc:
-            raise InputError(f"{info.path}: cannot be opened ({_first_line(exc)})") from None
+            raise InputError(f"cannot be opened ({_first_line(exc)})", path=info.path) from None
         self._vrt = None
         self._alpha = info.alpha
         if not grid.same_as(info):
@@ -282,7 +295,7 @@ class AlignedReader:
                 else:
                     valid = np.ones(data.shape[1:], dtype=bool)
         except Exception as exc:
-            raise InputError(f"{self.info.path}: read failed ({_first_line(exc)})") from None
+            raise InputError(f"read failed ({_first_line(exc)})", path=self.info.path) from None
         if self._float:
             valid &= np.isfinite(data).all(axis=0)
         return data, valid
@@ -295,5 +308,5 @@ class AlignedReader:
     def __enter__(self) -> AlignedReader:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()

@@ -5,7 +5,7 @@ One module so that inference, the quicklook and training share one scaling rule.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from rasterio.windows import Window
@@ -44,8 +44,8 @@ def view_scales(readers: list[AlignedReader], bands: tuple[int, ...]) -> list[np
     return out
 
 
-def network_view(data: np.ndarray, valid: np.ndarray, bands: tuple[int, ...], scales, norm: dict
-           ) -> np.ndarray:
+def network_view(data: np.ndarray, valid: np.ndarray, bands: tuple[int, ...],
+                 scales: Sequence[np.ndarray], norm: dict[str, Any]) -> np.ndarray:
     """(K, C, h, W) original values → (K, len(bands), h, W) float32 normalised network input;
     invalid pixels are 0 (their fusion weight is 0 anyway)."""
     k = data.shape[0]

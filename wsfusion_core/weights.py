@@ -12,19 +12,29 @@ import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .classes import CLASS_COLOURS, CLASS_NAMES
 from .errors import WeightsError
-from .model import DEFAULT_WIDTHS, FusionModel
+
+if TYPE_CHECKING:  # torch loads only when a model is built: ``info`` and read_info stay light
+    import torch
+
+    from .model import FusionModel
 
 FORMAT = "wsfusion-weights/1"
 METADATA_KEY = "wsfusion"
 DEFAULT_WEIGHTS_NAME = "default.safetensors"
+# The way out when no model is available, in words every front end can show.
+NO_MODEL_HINT = "choose a weights file, or use the mean or median method (no model needed)"
+
+
+def _default_widths() -> list[int]:
+    from .model import DEFAULT_WIDTHS
+
+    return list(DEFAULT_WIDTHS)
 
 
 @dataclass
@@ -33,13 +43,13 @@ class ModelInfo:
 
     tile_size: int = 300
     in_channels: int = 3
-    widths: list[int] = field(default_factory=lambda: list(DEFAULT_WIDTHS))
+    widths: list[int] = field(default_factory=_default_widths)
     fusion: str = "learned"
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     class_colours: list[list[int]] = field(default_factory=lambda: [list(c) for c in CLASS_COLOURS])
-    # Input x (uint8 RGB) becomes (x * scale - mean) / std before the networks.
+    # The 0..1 network view (view.py) becomes (x - mean) / std before the networks.
     normalisation: dict[str, Any] = field(
-        default_factory=lambda: {"scale": 1 / 255, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+        default_factory=lambda: {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
     )
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -57,14 +67,16 @@ class ModelInfo:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise WeightsError(f"{source}: metadata is not valid JSON ({exc.msg})") from None
-        if data.pop("format", None) != FORMAT:
-            raise WeightsError(f"{source}: not a {FORMAT} file")
+            raise WeightsError(f"metadata is not valid JSON ({exc.msg})", path=source) from None
+        if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
+            raise WeightsError(f"not a {FORMAT} file", path=source)
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def build_model(info: ModelInfo) -> FusionModel:
+    from .model import FusionModel
+
     return FusionModel(num_classes=info.num_classes, in_channels=info.in_channels,
                        widths=info.widths, fusion=info.fusion)
 
@@ -72,6 +84,8 @@ def build_model(info: ModelInfo) -> FusionModel:
 def save_weights(path: str | os.PathLike, model: FusionModel, info: ModelInfo,
                  write_card: bool = True) -> Path:
     """Write weights + metadata atomically; also a ``.json`` model card beside them."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
@@ -88,21 +102,21 @@ def read_info(path: str | os.PathLike) -> ModelInfo:
     """Read only the metadata (cheap: the header, not the tensors)."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
+        raise WeightsError("weights file not found", path=path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header only, no torch
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for a bad header
-        raise WeightsError(f"{path}: not a safetensors weights file ({exc})") from None
+        raise WeightsError(f"not a safetensors weights file ({exc})", path=path) from None
     if METADATA_KEY not in meta:
-        raise WeightsError(f"{path}: safetensors file has no wsfusion metadata")
+        raise WeightsError("safetensors file has no wsfusion metadata", path=path)
     return ModelInfo.from_json(meta[METADATA_KEY], source=str(path))
 
 
 def load_weights(path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
                  ) -> tuple[FusionModel, ModelInfo]:
     """Build the model its metadata describes and load its tensors, in eval mode."""
-    path = Path(path) if path is not None else default_weights_path()
+    path = resolve_weights(path)
     info = read_info(path)
     model = build_model(info)
     try:
@@ -111,18 +125,23 @@ def load_weights(path: str | os.PathLike | None = None, device: str | torch.devi
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise WeightsError(
-            f"{path}: tensors do not match the architecture in its metadata ({first})"
-        ) from None
+        raise WeightsError(f"tensors do not match the architecture in its metadata ({first})",
+                           path=path) from None
     return model.to(device).eval(), info
 
 
 def default_weights_path() -> Path:
-    """The model shipped inside the package; a clear error while none is shipped."""
-    path = Path(str(resources.files("wsfusion_core") / "data" / "weights" / DEFAULT_WEIGHTS_NAME))
+    """Where the model shipped inside the package lives (the file may be absent)."""
+    return Path(str(resources.files("wsfusion_core") / "data" / "weights" / DEFAULT_WEIGHTS_NAME))
+
+
+def resolve_weights(weights: Union[str, os.PathLike] | None = None) -> Path:
+    """The one default-weights lookup: the given file, else the shipped model, else a
+    WeightsError whose hint says how to go on without one."""
+    if weights is not None:
+        return Path(weights)
+    path = default_weights_path()
     if not path.is_file():
-        raise WeightsError(
-            f"{path}: no default weights are shipped with this build; pass --weights PATH "
-            "or use --method mean / --method median"
-        )
+        raise WeightsError("no default weights are shipped with this build", path=path,
+                           hint=NO_MODEL_HINT)
     return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -129,7 +130,22 @@ class WindowPlan:
 
 
 def plan_windows(height: int, width: int, tile: int = 300, overlap: int = 64) -> WindowPlan:
+    """Network tiles of ``tile`` pixels, neighbours sharing at least ``overlap`` pixels."""
     return WindowPlan(plan_axis(height, tile, overlap), plan_axis(width, tile, overlap))
+
+
+def plan_strips(height: int, width: int, rows: int) -> WindowPlan:
+    """Full-width strips of ``rows`` rows, no overlap (the composites need no tiles)."""
+    return WindowPlan(plan_axis(height, rows, 0), plan_axis(width, width, 0))
+
+
+T = TypeVar("T")
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 def pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:

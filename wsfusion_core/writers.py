@@ -1,4 +1,5 @@
-"""GeoTIFF outputs: profiles, atomic writing, colour table and class tags, Cloud-Optimized copies.
+"""GeoTIFF outputs: profiles, the output dtype/nodata rule, atomic writing in whole blocks,
+colour table and class tags, Cloud-Optimized copies, GDAL cache sizing.
 
 Every output is written to a hidden temp file beside its target and moved into place with
 ``os.replace`` only when the whole run succeeded, so a crash, an error or a cancel never leaves a
@@ -12,7 +13,7 @@ import math
 import os
 from contextlib import suppress
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 import numpy as np
 import rasterio
@@ -21,7 +22,12 @@ from rasterio.windows import Window
 from .classes import CLASS_COLOURS, CLASS_NAMES, SEGMENTATION_NODATA
 from .errors import OutputError
 
-BLOCK = 256
+if TYPE_CHECKING:
+    from .grid import Grid, RasterInfo
+
+BLOCK = 256  # GeoTIFF block side; also the composites' strip height (whole blocks per strip)
+OVERWRITE_HINT = "allow overwriting to replace it"
+Nodata = Union[float, int, None]
 
 
 def natural_nodata(dtype: str) -> float | int:
@@ -35,8 +41,26 @@ def natural_nodata(dtype: str) -> float | int:
     return int(np.iinfo(dt).min)
 
 
-def base_profile(grid, count: int, dtype: str, nodata: float | int | None,
-                 predictor: bool = True) -> dict:
+def output_format(inputs: Sequence[RasterInfo], reference: RasterInfo
+                  ) -> tuple[RasterInfo, str, float | int]:
+    """The input whose radiometry the fused output keeps (the reference when it is one of the
+    inputs, else the first input), its dtype, and the output nodata. ``fuse`` and ``info``
+    both ask here."""
+    source = next((i for i in inputs if i.path == reference.path), inputs[0])
+    nodata = source.nodata if source.nodata is not None else natural_nodata(source.dtype)
+    return source, source.dtype, nodata
+
+
+def gdal_cache(width: int, bytes_per_pixel: int) -> rasterio.Env:
+    """Bound GDAL's block cache (default: 5 % of RAM, filled as the raster streams through) to
+    one block row of every output plus room for reads: outputs are written in whole blocks, so
+    GDAL never needs to keep a partial block."""
+    need = BLOCK * width * bytes_per_pixel + 32 * 2**20
+    return rasterio.Env(GDAL_CACHEMAX=int(max(need, 64 * 2**20)))
+
+
+def base_profile(grid: Grid, count: int, dtype: str, nodata: Nodata,
+                 predictor: bool = True) -> dict[str, Any]:
     """Tiled 256×256, DEFLATE (+ horizontal/float predictor), BigTIFF when needed."""
     kind = np.dtype(dtype).kind
     profile = {
@@ -58,18 +82,18 @@ def check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bo
     for out in outputs:
         real = Path(os.path.realpath(out))
         if real in ins or any(_same_file(out, p) for p in inputs):
-            raise OutputError(f"{out}: output would overwrite input {ins.get(real, out)}")
+            raise OutputError(f"output would overwrite input {ins.get(real, out)}", path=out)
         if real in seen:
-            raise OutputError(f"{out}: the same path is given for two outputs")
+            raise OutputError("the same path is given for two outputs", path=out)
         seen[real] = out
         if out.is_dir():
-            raise OutputError(f"{out}: is a directory")
+            raise OutputError("is a directory", path=out)
         if out.exists() and not overwrite:
-            raise OutputError(f"{out}: already exists (use overwrite / --overwrite to replace it)")
+            raise OutputError("already exists", path=out, hint=OVERWRITE_HINT)
         if not out.parent.is_dir():
-            raise OutputError(f"{out}: folder {out.parent} does not exist")
+            raise OutputError(f"folder {out.parent} does not exist", path=out)
         if not os.access(out.parent, os.W_OK):
-            raise OutputError(f"{out}: folder {out.parent} is not writable")
+            raise OutputError(f"folder {out.parent} is not writable", path=out)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -80,14 +104,19 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 class AtomicGeoTIFF:
-    """One output raster written through a temp file; ``commit`` publishes, ``abort`` removes."""
+    """One output raster written through a temp file; ``commit`` publishes, ``abort`` removes.
 
-    def __init__(self, target: str | os.PathLike, profile: dict, cog: bool = False,
+    ``append`` takes rows in order and writes whole blocks only, so every GeoTIFF block is
+    written once, complete (no partial block waits in GDAL's cache or is re-read)."""
+
+    def __init__(self, target: str | os.PathLike, profile: dict[str, Any], cog: bool = False,
                  overview_resampling: str = "average") -> None:
         self.target = Path(target)
         self.cog = cog
         self.overview_resampling = overview_resampling
         self.profile = profile
+        self._pending: list[np.ndarray] = []  # appended rows not yet written (< one block)
+        self._next_row = 0  # raster row where the pending rows start
         stem = f".{self.target.name}.{os.getpid()}"
         self.tmp = self.target.with_name(f"{stem}.tmp.tif")
         self.cog_tmp = self.target.with_name(f"{stem}.cog.tif")
@@ -95,15 +124,31 @@ class AtomicGeoTIFF:
             self.dataset = rasterio.open(self.tmp, "w", **profile)
         except Exception as exc:
             self._remove()
-            raise OutputError(f"{self.target}: cannot be created ({exc})") from None
+            raise OutputError(f"cannot be created ({exc})", path=self.target) from None
 
     def write(self, array: np.ndarray, row: int) -> None:
         """Write rows ``row .. row+h`` across the full width (array (count, h, width))."""
         h = array.shape[-2]
         self.dataset.write(array, window=Window(0, row, self.profile["width"], h))
 
+    def append(self, rows: np.ndarray) -> None:
+        """Queue the next rows (count, h, width); write as many whole blocks as are complete."""
+        self._pending.append(rows)
+        self._write_pending((sum(p.shape[1] for p in self._pending) // BLOCK) * BLOCK)
+
+    def _write_pending(self, take: int) -> None:
+        if take == 0:
+            return
+        rows = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 \
+            else self._pending[0]
+        self.write(rows[:, :take], self._next_row)
+        self._next_row += take
+        self._pending = [rows[:, take:]] if take < rows.shape[1] else []
+
     def finish(self) -> None:
-        """Close the temp file (and make its COG copy); the target is still untouched."""
+        """Write the last partial block, close the temp file (and make its COG copy); the
+        target is still untouched."""
+        self._write_pending(sum(p.shape[1] for p in self._pending))
         self.dataset.close()
         if self.cog:
             self._to_cog()
@@ -124,8 +169,8 @@ class AtomicGeoTIFF:
         try:
             copy(str(self.tmp), str(self.cog_tmp), driver="COG", **opts)
         except Exception as exc:
-            raise OutputError(f"{self.target}: Cloud-Optimized GeoTIFF conversion failed ({exc})"
-                              ) from None
+            raise OutputError(f"Cloud-Optimized GeoTIFF conversion failed ({exc})",
+                              path=self.target) from None
 
     def abort(self) -> None:
         with suppress(Exception):
@@ -161,14 +206,14 @@ class OutputSet:
     def __enter__(self) -> OutputSet:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             for w in self.items:
                 w.abort()
 
 
-def open_fused(target: Path, grid, count: int, dtype: str, nodata, cog: bool,
-               descriptions: Sequence[str | None] = (), tags: dict | None = None,
+def open_fused(target: Path, grid: Grid, count: int, dtype: str, nodata: Nodata, cog: bool,
+               descriptions: Sequence[str | None] = (), tags: dict[str, str] | None = None,
                rgb: bool = False) -> AtomicGeoTIFF:
     profile = base_profile(grid, count, dtype, nodata)
     # Say it explicitly: GDAL would otherwise call the 4th band of a 4-band byte image alpha
@@ -183,16 +228,17 @@ def open_fused(target: Path, grid, count: int, dtype: str, nodata, cog: bool,
     return w
 
 
-def write_colormap(dataset, colours: Sequence[Sequence[int]] = CLASS_COLOURS) -> None:
+def write_colormap(dataset: Any, colours: Sequence[Sequence[int]] = CLASS_COLOURS) -> None:
     """Palette for the class map: one colour per class, transparent for nodata (255)."""
     cmap = {i: tuple(int(v) for v in c[:3]) + (255,) for i, c in enumerate(colours)}
     cmap[SEGMENTATION_NODATA] = (0, 0, 0, 0)
     dataset.write_colormap(1, cmap)
 
 
-def open_segmentation(target: Path, grid, cog: bool, class_names: Sequence[str] = CLASS_NAMES,
+def open_segmentation(target: Path, grid: Grid, cog: bool,
+                      class_names: Sequence[str] = CLASS_NAMES,
                       class_colours: Sequence[Sequence[int]] = CLASS_COLOURS,
-                      tags: dict | None = None) -> AtomicGeoTIFF:
+                      tags: dict[str, str] | None = None) -> AtomicGeoTIFF:
     profile = base_profile(grid, 1, "uint8", SEGMENTATION_NODATA, predictor=False)
     w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="nearest")
     ds = w.dataset
@@ -206,8 +252,8 @@ def open_segmentation(target: Path, grid, cog: bool, class_names: Sequence[str] 
     return w
 
 
-def open_quality(target: Path, grid, inputs: Sequence[Path], cog: bool,
-                 tags: dict | None = None) -> AtomicGeoTIFF:
+def open_quality(target: Path, grid: Grid, inputs: Sequence[Path], cog: bool,
+                 tags: dict[str, str] | None = None) -> AtomicGeoTIFF:
     profile = base_profile(grid, len(inputs), "float32", math.nan)
     w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="average")
     for i, p in enumerate(inputs, start=1):

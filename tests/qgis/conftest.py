@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qgis_helpers import write_raster
+from helpers import write_raster
 
 
 @pytest.fixture(scope="session")
@@ -39,13 +39,7 @@ def scene_paths(tmp_path: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A random-initialised model in the real weights format (trained weights are not needed)."""
-    import torch
+    from helpers import save_random_weights
 
-    from wsfusion_core.model import FusionModel
-    from wsfusion_core.weights import ModelInfo, save_weights
-
-    torch.manual_seed(0)
-    info = ModelInfo(tile_size=128, widths=[4, 8], name="tiny-test",
-                     provenance={"note": "random init for plugin tests"})
-    model = FusionModel(num_classes=info.num_classes, widths=info.widths)
-    return save_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors", model, info)
+    return save_random_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors",
+                               tile_size=128, widths=[4, 8], name="tiny-test")

@@ -4,13 +4,11 @@ real with pip, offline, on wheels built here)."""
 from __future__ import annotations
 
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
 import numpy
 import pytest
-from qgis_helpers import run_python
 
 from qgis_plugin import dependencies
 
@@ -140,27 +138,6 @@ def test_private_folder_is_activated_at_plugin_load(tmp_path, monkeypatch):
         assert sys.path.count(str(folder)) == 1
     finally:
         sys.path[:] = before
-
-
-def test_qgis_pyproj_is_preferred_over_a_wheel_with_its_own_proj():
-    """A pyproj wheel's bundled PROJ next to QGIS's PROJ crashes QGIS at exit: the plugin imports
-    the distribution's pyproj (built against QGIS's PROJ) when both are on sys.path."""
-    site = Path(sysconfig.get_paths()["purelib"])
-    system = [Path(p) for p in sys.path if (Path(p) / "pyproj" / "__init__.py").is_file()
-              and not (Path(p) / "pyproj.libs").is_dir()]
-    if not (site / "pyproj.libs").is_dir() or not system:
-        pytest.skip("needs both a pyproj wheel and the distribution's pyproj")
-    code = ("from qgis_plugin import dependencies\n"
-            "folder = dependencies.prefer_qgis_pyproj()\n"
-            "import pyproj\n"
-            "from pyproj import Transformer\n"
-            "t = Transformer.from_crs('EPSG:32618', 'EPSG:4326', always_xy=True)\n"
-            "assert abs(t.transform(500000, 0)[0] + 75) < 1e-6\n"
-            "print(folder, pyproj.__file__)\n")
-    proc = run_python(code)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    folder, path = proc.stdout.split()
-    assert Path(path).is_relative_to(Path(folder)) and Path(folder) in system
 
 
 def test_install_algorithm_through_processing(plugin, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_raster
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
@@ -14,7 +15,6 @@ from qgis.core import (
     QgsProject,
     QgsRasterLayer,
 )
-from qgis_helpers import needs_api, write_raster
 
 
 def _run(params: dict, feedback: QgsProcessingFeedback | None = None,
@@ -35,7 +35,6 @@ def _grid(path: Path):
         return src.crs, src.transform, src.width, src.height, src.count, src.dtypes
 
 
-@needs_api
 @pytest.mark.parametrize("method", [0, 1, 2], ids=["learned", "mean", "median"])
 def test_methods_write_fused_image_on_the_input_grid(plugin, scene_paths, tiny_weights, tmp_path,
                                                      method):
@@ -58,7 +57,6 @@ def test_methods_write_fused_image_on_the_input_grid(plugin, scene_paths, tiny_w
     assert np.isfinite(data.astype(float)).all() and data.max() > 0
 
 
-@needs_api
 def test_mean_of_identical_inputs_is_the_input(plugin, tmp_path):
     """mean/median of copies must give the image back: checks bands and grid go through intact."""
     rng = np.random.default_rng(1)
@@ -74,7 +72,6 @@ def test_mean_of_identical_inputs_is_the_input(plugin, tmp_path):
     assert cog_validate(str(out))[0]
 
 
-@needs_api
 def test_segmentation_and_quality_outputs_and_style(plugin, scene_paths, tiny_weights, tmp_path):
     from processing.gui.Postprocessing import handleAlgorithmResults
 
@@ -128,7 +125,6 @@ def test_segmentation_and_quality_outputs_and_style(plugin, scene_paths, tiny_we
     project.clear()
 
 
-@needs_api
 def test_cancel_after_first_progress_leaves_no_output(plugin, tiny_weights, tmp_path):
     rng = np.random.default_rng(2)
     scene_paths = [write_raster(tmp_path / f"{n}.tif",
@@ -204,7 +200,6 @@ def test_bad_bands_and_output_format(plugin, scene_paths, tiny_weights, tmp_path
         _run({**base, "OUTPUT": str(tmp_path / "o.png")})
 
 
-@needs_api
 def test_core_errors_become_processing_exceptions(plugin, scene_paths, tmp_path):
     bogus = tmp_path / "bogus.safetensors"
     bogus.write_bytes(b"not weights")

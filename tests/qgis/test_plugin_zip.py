@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qgis_helpers import REPO, needs_api, write_raster
+from helpers import REPO, write_raster
 
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
 pytestmark = pytest.mark.skipif(not Path(QGIS_PROCESS).is_file(),
@@ -74,7 +74,6 @@ def test_qgis_process_lists_the_algorithm(profile):
     assert "wsfusion:fuse" in proc.stdout and "Fuse overhead images" in proc.stdout
 
 
-@needs_api
 def test_qgis_process_runs_fuse_from_the_zip(profile, tmp_path, tiny_weights):
     import rasterio
 
@@ -82,9 +81,9 @@ def test_qgis_process_runs_fuse_from_the_zip(profile, tmp_path, tiny_weights):
     img = rng.integers(1, 255, size=(3, 60, 70), dtype=np.uint8)
     cloudy = img.copy()
     cloudy[:, 5:30, 10:40] = 250
-    a = write_raster(tmp_path / "a.tif", cloudy, nodata=0)
+    a = write_raster(tmp_path / "a.tif", cloudy, nodata=0, origin=(500000.0, 4100000.0))
     # b.tif is in the neighbouring UTM zone: the core warps it and reprojects footprints with
-    # pyproj, which must not crash QGIS at exit (see dependencies.prefer_qgis_pyproj)
+    # rasterio's PROJ (no pyproj), which must not crash QGIS at exit
     b = write_raster(tmp_path / "b.tif", img, nodata=0, crs="EPSG:32617",
                      origin=(1033801.9 - 100, 4116874.0 + 100))
     out = tmp_path / "out.tif"

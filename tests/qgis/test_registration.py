@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from helpers import run_python
 from qgis.core import QgsApplication, QgsProcessingAlgorithm, QgsProcessingParameterDefinition
-from qgis_helpers import needs_api, run_python
 
 
 def test_provider_and_algorithms_registered(plugin):
@@ -82,7 +82,6 @@ def test_dialog_builds_a_widget_for_every_parameter(plugin, monkeypatch):
         dialog.deleteLater()
 
 
-@needs_api
 def test_usable_in_a_processing_model(plugin, scene_paths, tmp_path):
     """The graphical modeler path: fuse as a child of a model, inputs from model parameters."""
     import processing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsfusion_core.windows import pad_to, plan_axis, plan_windows
+from wsfusion_core.windows import batches, pad_to, plan_axis, plan_strips, plan_windows
 
 
 @pytest.mark.parametrize("length", [1, 100, 299, 300, 301, 537, 650, 700, 1000, 4099])
@@ -61,3 +61,20 @@ def test_small_raster_is_padded_to_a_tile():
     padded = pad_to(line, 300, 300)  # one row cannot reflect → edge padding
     assert padded.shape == (1, 300, 300)
     np.testing.assert_array_equal(padded[0, 299, :5], line[0, 0])
+
+
+def test_strip_plan_is_full_width_blocks():
+    plan = plan_strips(600, 333, 256)
+    assert plan.rows.starts == (0, 256, 344) and plan.rows.sizes == (256, 256, 256)
+    assert plan.cols.starts == (0,) and plan.cols.sizes == (333,)
+    acc = np.zeros(600)
+    for start, w in zip(plan.rows.starts, plan.rows.weights):
+        acc[start:start + len(w)] += w
+    np.testing.assert_allclose(acc, 1.0, atol=1e-6)  # the snapped-back last strip blends in
+    assert (plan.rows.weights[0] == 1).all()  # block-aligned strips before it do not
+
+
+def test_batches_cover_items_in_order():
+    items = list(range(10))
+    assert [list(b) for b in batches(items, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert list(batches([], 4)) == []

@@ -7,7 +7,6 @@ import pytest
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from wsfusion_core.api import inspect
 from wsfusion_core.errors import InputError
 from wsfusion_core.grid import AlignedReader, align, describe
 
@@ -102,19 +101,6 @@ def test_nodata_direct_read(tmp_path, make_raster, smooth_image):
     with AlignedReader(info, info.grid()) as rd:
         _, valid = rd.read(Window(0, 5, 60, 20))
     assert not valid[5:15, 10:20].any() and valid[:, 30:].all()
-
-
-def test_inspect_report_text(tmp_path, make_raster, smooth_image):
-    a = make_raster(tmp_path / "a.tif", smooth_image(100, 100), nodata=0)
-    half = from_origin(500500.0, 4000000.0, 10.0, 10.0)
-    b = make_raster(tmp_path / "b.tif", smooth_image(100, 100), transform=half)
-    text = inspect([a, b]).to_text()
-    assert str(a) in text and str(b) in text
-    assert "50.0%" in text and "warped" in text and "nodata value 0" in text
-    far = make_raster(tmp_path / "far.tif", smooth_image(10, 10),
-                      transform=from_origin(0.0, 0.0, 10.0, 10.0))
-    report = inspect([a, far])
-    assert report.problems and "refuse" in report.to_text()
 
 
 def test_naip_pair_is_aligned_by_warping(shared_file):

@@ -22,7 +22,7 @@ from training.datasets import (
 from training.metrics import ConfusionMatrix, l1, segmentation_scores
 from wsfusion_core.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT / ".." / "shared" / "data"
 DUBAI = SHARED / "segmentation" / "dubai"
 SAMPLE = ROOT / "wsfusion_core" / "data" / "sample"

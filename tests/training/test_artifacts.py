@@ -17,7 +17,7 @@ from training.artifacts import (
     perlin,
 )
 
-CLOUDS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "clouds"
+CLOUDS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "clouds"
 
 
 @pytest.fixture(scope="module")

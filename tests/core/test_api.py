@@ -229,17 +229,16 @@ def test_output_must_not_be_an_input_or_exist(tmp_path, make_raster, smooth_imag
 
 def test_learned_without_weights_says_what_to_do(tmp_path, make_raster, smooth_image,
                                                  monkeypatch):
+    """A build without the shipped model (its file absent): the error names the file, what
+    needed a model, and a way out in words (no CLI flags: QGIS users read it too)."""
     missing = tmp_path / "nowhere" / "default.safetensors"
-
-    def no_default():
-        raise WeightsError(f"{missing}: no default weights are shipped with this build; "
-                           "pass --weights PATH or use --method mean / --method median")
-
-    monkeypatch.setattr(weights_mod, "default_weights_path", no_default)
+    monkeypatch.setattr(weights_mod, "default_weights_path", lambda: missing)
     img = smooth_image(40, 40)
     paths = [make_raster(tmp_path / f"{n}.tif", img) for n in "ab"]
-    with pytest.raises(WeightsError, match="--method mean"):
+    with pytest.raises(WeightsError, match="the learned method needs a model") as info:
         fuse(paths, tmp_path / "out.tif")
+    assert info.value.path == missing and info.value.hint == weights_mod.NO_MODEL_HINT
+    assert "--" not in str(info.value) and "mean or median" in str(info.value)
     with pytest.raises(WeightsError, match="segmentation needs a model"):
         fuse(paths, tmp_path / "out.tif", method="median", segmentation=tmp_path / "s.tif")
     assert not (tmp_path / "out.tif").exists()

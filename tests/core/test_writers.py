@@ -11,8 +11,9 @@ from rasterio.transform import from_origin
 
 from wsfusion_core.classes import CLASS_COLOURS, CLASS_NAMES
 from wsfusion_core.errors import OutputError
-from wsfusion_core.grid import Grid
+from wsfusion_core.grid import Grid, describe
 from wsfusion_core.writers import (
+    BLOCK,
     OutputSet,
     base_profile,
     check_outputs,
@@ -20,6 +21,7 @@ from wsfusion_core.writers import (
     open_fused,
     open_quality,
     open_segmentation,
+    output_format,
 )
 
 GRID = Grid(rasterio.crs.CRS.from_epsg(32618), from_origin(500000, 4000000, 10, 10), 300, 280)
@@ -107,3 +109,28 @@ def test_check_outputs(tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         check_outputs([tmp_path / "o.tif"], [a], overwrite=False)
     check_outputs([tmp_path / "o.tif"], [a], overwrite=True)
+
+
+def test_appended_rows_land_in_place_whole_blocks_first(tmp_path):
+    """Rows come in uneven pieces; only whole 256-row blocks are written until finish."""
+    out = tmp_path / "f.tif"
+    rows = np.arange(280 * 300, dtype=np.uint32).reshape(1, 280, 300) % 251
+    rows = rows.astype(np.uint8)
+    with OutputSet() as outs:
+        w = outs.add(open_fused(out, GRID, 1, "uint8", None, cog=False))
+        for a, b in ((0, 100), (100, 270), (270, 280)):
+            w.append(rows[:, a:b])
+            assert w._next_row % BLOCK == 0  # only whole blocks so far
+        outs.commit()
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(), rows)
+
+
+def test_output_format_follows_the_reference_input(tmp_path, make_raster, smooth_image):
+    img = smooth_image(20, 20)
+    a = describe(make_raster(tmp_path / "a.tif", img, nodata=3))
+    b = describe(make_raster(tmp_path / "b.tif", img.astype(np.int16)))
+    assert output_format([a, b], a) == (a, "uint8", 3)
+    assert output_format([a, b], b) == (b, "int16", -32768)  # natural nodata for int16
+    other = describe(make_raster(tmp_path / "ref.tif", img.astype(np.float32)))
+    assert output_format([a, b], other)[0] == a  # a reference outside the inputs: the first

@@ -1,0 +1,95 @@
+"""Helpers shared by all tests (core, training, QGIS); fixtures live in the conftest files.
+
+``tests/`` is on ``sys.path`` because ``tests/conftest.py`` is loaded for every test run, so
+any test imports these as ``from helpers import ...``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # qgis_plugin is not an installed package: import it from the repo
+    sys.path.insert(0, str(REPO))
+SHARED = REPO / ".." / "shared"
+DEFAULT_CRS = "EPSG:32618"
+PIXEL = 10.0
+DEFAULT_TRANSFORM = from_origin(500000.0, 4000000.0, PIXEL, PIXEL)
+TINY_WIDTHS = [4, 8, 8, 8, 8]
+
+
+def write_raster(path, array, crs=DEFAULT_CRS, transform=DEFAULT_TRANSFORM, nodata=None,
+                 mask=None, alpha=None, photometric=None, origin=None):
+    """Write (bands, H, W) ``array`` as a GeoTIFF. ``mask``: (H, W) bool valid → internal mask;
+    ``alpha``: (H, W) uint8 → extra alpha band; ``origin``: (x, y) of the top-left corner with
+    10 m pixels (instead of ``transform``). Returns the path."""
+    path = Path(path)
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+    if origin is not None:
+        transform = from_origin(*origin, PIXEL, PIXEL)
+    count = array.shape[0] + (1 if alpha is not None else 0)
+    profile = dict(driver="GTiff", width=array.shape[2], height=array.shape[1], count=count,
+                   dtype=array.dtype.name, crs=crs, transform=transform, nodata=nodata)
+    if alpha is not None:
+        profile["photometric"] = "RGB" if array.shape[0] == 3 else "MINISBLACK"
+        profile["alpha"] = "YES"
+    elif photometric or count > 1:
+        profile["photometric"] = photometric or ("RGB" if count == 3 and array.dtype == np.uint8
+                                                 else "MINISBLACK")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(array, indexes=list(range(1, array.shape[0] + 1)))
+            if alpha is not None:
+                dst.write(np.asarray(alpha, dtype=array.dtype), count)
+            if mask is not None:
+                dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
+    return path
+
+
+def smooth_image(height, width, bands=3, dtype="uint8", seed=0):
+    """Smooth, textured content (sums of low-frequency waves): resampling barely changes it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    out = []
+    for _ in range(bands):
+        v = np.zeros((height, width))
+        for _ in range(4):
+            fy, fx = rng.uniform(0.005, 0.03, 2)
+            v += np.sin(fy * yy + rng.uniform(0, 6)) * np.cos(fx * xx + rng.uniform(0, 6))
+        out.append((v - v.min()) / (v.max() - v.min() + 1e-9))
+    img = np.stack(out)
+    if np.dtype(dtype).kind == "f":
+        return img.astype(dtype)
+    top = 255 if np.dtype(dtype) == np.uint8 else 4000
+    return (20 + img * (top - 40)).round().astype(dtype)
+
+
+def save_random_weights(path, tile_size=300, widths=TINY_WIDTHS, seed=0, fusion="learned",
+                        name="random-test"):
+    """A randomly initialised FusionModel saved through the real weight format."""
+    import torch
+
+    from wsfusion_core.model import FusionModel
+    from wsfusion_core.weights import ModelInfo, save_weights
+
+    torch.manual_seed(seed)
+    model = FusionModel(num_classes=3, in_channels=3, widths=widths, fusion=fusion)
+    model.eval()
+    info = ModelInfo(tile_size=tile_size, widths=list(widths), fusion=fusion, name=name,
+                     provenance={"summary": "random init for tests"})
+    return save_weights(path, model, info)
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter from the repo root: import-time effects (which modules
+    load) are only observable in a process of their own."""
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)

@@ -1,0 +1,93 @@
+"""What turns one strip of aligned inputs into blended results: one engine per method.
+
+``fuse`` owns the single loop over strips (read → engine → hand finished rows to the writers);
+an engine only computes and blends. ``process_strip`` is a generator that yields the work units
+it finished after each step (a batch of tiles, or a whole composite strip), so the caller polls
+for cancel and reports progress in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+
+from .blend import StripBuffer
+from .composite import composite_chunks
+from .runner import ModelRunner
+from .windows import WindowPlan, batches, plan_strips, plan_windows
+
+
+class Engine(Protocol):
+    def units(self, plan: WindowPlan) -> int:
+        """Work units of the whole run (the progress denominator)."""
+        ...
+
+    def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
+                      buffer: StripBuffer) -> Iterator[int]:
+        """Blend tile-row ``r`` (all inputs, full width) into ``buffer``; yield units done."""
+        ...
+
+
+class LearnedEngine:
+    """The paper's fusion: per-pixel quality weights from the network, applied to the original
+    values of every band; optionally the segmentation of the fused view and the weights."""
+
+    def __init__(self, runner: ModelRunner, scales: Any, bands: tuple[int, ...],
+                 segmentation: bool, quality: bool) -> None:
+        self.runner, self.scales, self.bands = runner, scales, bands
+        self.segmentation, self.quality = segmentation, quality
+
+    def units(self, plan: WindowPlan) -> int:
+        return plan.tile_count
+
+    def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
+                      buffer: StripBuffer) -> Iterator[int]:
+        for batch in batches(plan.tiles_in_row(r), self.runner.batch_size):
+            fused, qual, seg = self.runner.learned(batch, plan, data, valid, self.scales,
+                                                   self.bands, want_seg=self.segmentation,
+                                                   want_quality=self.quality)
+            for i, t in enumerate(batch):
+                h, w = t.height, t.width
+                buffer.add(t.y, t.x, plan.weight(t), fused[i][:, :h, :w],
+                           qual[i][:, :h, :w] if qual is not None else None,
+                           seg[i][:, :h, :w] if seg is not None else None)
+            yield len(batch)
+
+
+class CompositeEngine:
+    """Per-pixel mean or median of the valid inputs (numpy only); with a runner, also the
+    segmentation of the composite, tile by tile."""
+
+    def __init__(self, method: str, quality: bool, runner: ModelRunner | None = None,
+                 scales: Any = None, bands: tuple[int, ...] = ()) -> None:
+        self.method, self.quality = method, quality
+        self.runner, self.scales, self.bands = runner, scales, bands
+
+    def units(self, plan: WindowPlan) -> int:
+        return plan.tile_count if self.runner is not None else plan.rows.count
+
+    def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
+                      buffer: StripBuffer) -> Iterator[int]:
+        y0 = plan.rows.starts[r]
+        w = plan.rows.weights[r][:, None]
+        for x0, comp, q in composite_chunks(data, valid, self.method, self.quality):
+            buffer.add(y0, x0, w, comp, q, None)
+        if self.runner is None:
+            yield 1
+            return
+        for batch in batches(plan.tiles_in_row(r), self.runner.batch_size):
+            seg = self.runner.segment(batch, plan, data, valid, self.scales, self.bands,
+                                      self.method)
+            for i, t in enumerate(batch):
+                buffer.add(t.y, t.x, plan.weight(t), None, None,
+                           seg[i][:, :t.height, :t.width])
+            yield len(batch)
+
+
+def plan(height: int, width: int, runner: ModelRunner | None, overlap: int,
+         strip_rows: int) -> WindowPlan:
+    """Network tiles when a model runs; else full-width strips of ``strip_rows`` rows."""
+    if runner is not None:
+        return plan_windows(height, width, runner.info.tile_size, overlap)
+    return plan_strips(height, width, strip_rows)

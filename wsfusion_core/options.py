@@ -1,0 +1,55 @@
+"""The closed sets and defaults that the CLI, the QGIS plugin and the engine share (one source).
+
+numpy-free and torch-free: the plugin reads these while building its dialog."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Literal, Sequence, Tuple, Union
+
+from .errors import InputError
+
+Method = Literal["learned", "mean", "median"]
+Device = Literal["auto", "cpu", "cuda"]
+MaskKind = Literal["nodata", "alpha", "mask", "none"]
+
+METHODS: Tuple[Method, ...] = ("learned", "mean", "median")
+COMPOSITES: Tuple[Method, ...] = ("mean", "median")  # the methods that need no model
+DEVICES: Tuple[Device, ...] = ("auto", "cpu", "cuda")
+DEFAULT_BANDS: Tuple[int, ...] = (1, 2, 3)
+DEFAULT_OVERLAP = 64
+
+
+def parse_bands(text: str | None) -> Tuple[int, ...] | None:
+    """"1,2,3" (commas, semicolons or spaces) → (1, 2, 3); empty → None (the default bands).
+
+    Raises ValueError with a one-line reason; each front end rewraps it in its own error type."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        bands = tuple(int(b) for b in re.split(r"[,;\s]+", text) if b)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a list of band numbers (e.g. 1,2,3)") from None
+    if not bands or min(bands) < 1:
+        raise ValueError(f"{text!r}: band numbers start at 1 (e.g. 1,2,3)")
+    return bands
+
+
+def check_choice(value: str, choices: Sequence[str], what: str) -> None:
+    """One wording for an unknown method/device, whoever called the engine."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+
+
+def band_problem(bands: Sequence[int], count: int, path: Union[str, os.PathLike],
+                 explicit: bool) -> InputError | None:
+    """The error for network bands the inputs lack (``fuse`` raises it, ``info`` lists it);
+    ``explicit``: the caller chose the bands (else they are the defaults)."""
+    bad = next((b for b in bands if b < 1 or b > count), None)
+    if bad is None:
+        return None
+    hint = None if explicit else f"choose bands, e.g. {','.join(['1'] * len(bands))}"
+    return InputError(f"has {count} image band(s); band {bad} does not exist (bands "
+                      f"{','.join(map(str, bands))} requested)", path=path, hint=hint)

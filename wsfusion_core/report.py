@@ -1,0 +1,95 @@
+"""``inspect()``: what ``wsfusion-raster info`` prints (grids, masks, overlap, and what fuse
+would do). It applies fuse's own checks (grid.alignment_problems, options.band_problem,
+writers.output_format) and lists the problems instead of raising. No torch is imported."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Sequence, Union
+
+from .errors import InputError, WsfusionError
+from .grid import RasterInfo, alignment_problems, describe
+from .options import DEFAULT_BANDS, band_problem
+from .view import PERCENTILES
+from .writers import output_format
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass
+class InspectReport:
+    """The grids, masks, overlap, and what fuse would do."""
+
+    reference: RasterInfo
+    inputs: list[RasterInfo]
+    overlaps: list[float]
+    warped: list[bool]
+    bands: tuple[int, ...]
+    problems: list[str] = field(default_factory=list)
+    weights: str | None = None
+
+    def to_text(self) -> str:
+        r = self.reference
+        lines = [f"reference grid: {r.path}",
+                 f"  {_grid_text(r)}"]
+        for i, (info, ov, wp) in enumerate(zip(self.inputs, self.overlaps, self.warped), 1):
+            lines += [f"input {i}: {info.path}",
+                      f"  {_grid_text(info)}",
+                      f"  bands: {info.count} x {info.dtype}"
+                      + (f" + alpha (band {info.alpha})" if info.alpha else "")
+                      + f"; validity: {_mask_text(info)}",
+                      f"  covers {100 * ov:.1f}% of the reference; "
+                      + ("warped onto the reference grid (bilinear)" if wp
+                         else "on the reference grid (read directly)")]
+        lines.append("fuse would:")
+        if self.problems:
+            lines += [f"  refuse: {p}" for p in self.problems]
+        else:
+            source, dtype, nodata = output_format(self.inputs, self.reference)
+            lines.append(f"  write {source.count} band(s) {dtype} on the reference grid, "
+                         f"nodata {nodata} where no input is valid")
+            lines.append(f"  feed bands {','.join(map(str, self.bands))} to the networks"
+                         + ("" if dtype == "uint8" else
+                            f" (scaled by each input's {PERCENTILES[0]:g}-{PERCENTILES[1]:g} "
+                            "percentiles; output keeps original values)"))
+            lines.append("  learned method: " + (f"model {self.weights}" if self.weights else
+                                                 "no default weights shipped; choose a weights "
+                                                 "file or use the mean or median method"))
+        return "\n".join(lines)
+
+
+def _grid_text(info: RasterInfo) -> str:
+    crs = info.crs.to_string() if info.crs else "no CRS"
+    xres, yres = info.res
+    return (f"{info.width} x {info.height} px, {crs}, pixel {xres:g} x {yres:g}, "
+            f"origin ({info.transform.c:.10g}, {info.transform.f:.10g})")
+
+
+def _mask_text(info: RasterInfo) -> str:
+    return {"nodata": f"nodata value {info.nodata}", "alpha": f"alpha band {info.alpha}",
+            "mask": "internal mask", "none": "all pixels (no nodata or mask)"}[info.mask_kind]
+
+
+def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
+            bands: Sequence[int] | None = None) -> InspectReport:
+    """Describe the inputs and what fuse would do; incompatibilities are listed, not raised
+    (unreadable files still raise InputError)."""
+    if not inputs:
+        raise InputError("no input rasters given")
+    infos = [describe(p) for p in inputs]
+    ref = describe(reference) if reference is not None else infos[0]
+    chosen = tuple(bands) if bands else DEFAULT_BANDS
+    errors, overlaps, warped = alignment_problems(infos, ref)
+    problems = [str(e) for e in errors]
+    bad = band_problem(chosen, infos[0].count, infos[0].path, explicit=bands is not None)
+    if bad is not None:
+        problems.append(str(bad))
+    try:
+        from .weights import read_info, resolve_weights
+
+        wpath = resolve_weights(None)
+        weights: str | None = f"{read_info(wpath).name} ({wpath.name})"
+    except WsfusionError:
+        weights = None
+    return InspectReport(ref, infos, overlaps, warped, chosen, problems, weights)
