@@ -15,12 +15,25 @@ import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .chunks import Chunk, Region, region_for
+import numpy as np
+
+from .chunks import Chunk, plan_chunks, region_for
 from .errors import Cancelled, WsfusionError
 from .grid import Grid, RasterInfo
-from .parts import Layer, PartWriters, chunk_done
+from .parts import (
+    Layer,
+    PartWriters,
+    chunk_done,
+    copy_into,
+    fingerprint,
+    parts_folder,
+    prepare_folder,
+    remove_folder,
+    write_vrt,
+)
 from .windows import WindowPlan
 
 DEFAULT_CHUNK = 4096
@@ -76,10 +89,10 @@ def load_model(spec: ModelSpec) -> Any:
     """The runner a local run would load, with torch pinned to ``spec.threads``."""
     import torch
 
-    from .api import _load_runner
+    from .runner import load_runner
 
-    runner = _load_runner(spec.weights, spec.device, spec.method, spec.segmentation,
-                          spec.batch_size, lambda _msg: None)
+    purpose = "the learned method" if spec.method == "learned" else "segmentation"
+    runner = load_runner(spec.weights, spec.device, spec.batch_size, lambda _msg: None, purpose)
     if runner.device == "cpu":
         torch.set_num_threads(spec.threads)
     return runner
@@ -131,22 +144,46 @@ def _worker_runner(key: str) -> Any:
 
 def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any = None
               ) -> ChunkStats:
-    """One task: compute ``chunk`` and publish its parts."""
+    """One task: compute ``chunk`` with the ordinary engine loop over its sub-plan and publish
+    its parts. The model comes from this worker's plugin unless ``runner`` is given."""
     import resource
+
+    from .api import run_plan
+    from .blend import StripBuffer
+    from .engines import make_engine
+    from .grid import AlignedReader
+    from .writers import gdal_cache
 
     t0 = time.perf_counter()
     if job.batch is not None and runner is None:
         runner = _worker_runner(model_key or "")
     region = region_for(job.plan, chunk, job.batch)
+    fused = job.layers[0]
+    engine = make_engine(job.method, runner, job.scales, job.bands, job.num_classes > 0,
+                         job.quality)
+    tiles = 0
+
+    def tick(units: int) -> None:
+        nonlocal tiles
+        tiles += units
+
     writers = PartWriters(job.folder, job.layers, region, job.grid)
     try:
-        tiles = run_region(job, region, runner, writers.by_kind)
+        with ExitStack() as stack:
+            stack.enter_context(gdal_cache(region.width, sum(
+                lay.count * np.dtype(lay.dtype).itemsize for lay in job.layers)))
+            readers = [stack.enter_context(AlignedReader(i, job.grid)) for i in job.inputs]
+            buffer = StripBuffer(region.plan, region.width, fused.count, len(job.inputs),
+                                 fused.dtype, fused.nodata, job.num_classes, job.quality)
+            run_plan(region.plan, readers, engine, buffer, writers.sink,
+                     origin=(region.y, region.x), tick=tick)
         writers.publish()
     except BaseException:
         writers.abort()
         raise
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return ChunkStats(chunk.name, tiles, time.perf_counter() - t0, peak, _worker_name())
+    return ChunkStats(chunk.name, tiles if job.batch is not None else 0,
+                      time.perf_counter() - t0, peak, _worker_name())
 
 
 def _worker_name() -> str:
@@ -156,57 +193,6 @@ def _worker_name() -> str:
         return str(get_worker().address)
     except (ImportError, ValueError):
         return f"pid {os.getpid()}"
-
-
-def run_region(job: Job, region: Region, runner: Any, out: dict[str, Any]) -> int:
-    """The engine over one region's sub-plan (PROTOTYPE copy of api's loop; replaced by the
-    shared loop after the core split). Returns the number of network tiles evaluated."""
-    from rasterio.windows import Window
-
-    from .api import _batches, _gdal_cache, _read_strip
-    from .blend import StripBuffer
-    from .grid import AlignedReader
-
-    plan = region.plan
-    fused_w = out["fused"]
-    seg_w = out.get("segmentation")
-    q_w = out.get("quality")
-    tiles = 0
-    with ExitStack() as stack:
-        stack.enter_context(_gdal_cache(region.width, job.layers[0].count, job.layers[0].dtype,
-                                        len(job.inputs), seg_w is not None, q_w is not None))
-        readers = [stack.enter_context(AlignedReader(i, job.grid)) for i in job.inputs]
-        engine = StripBuffer(plan, region.width, job.layers[0].count, len(job.inputs),
-                             job.layers[0].dtype, job.layers[0].nodata, job.num_classes,
-                             q_w is not None)
-        for r in range(plan.rows.count):
-            y0, y1 = plan.row_span(r)
-            data, valid = _read_strip(readers, Window(region.x, region.y + y0, region.width,
-                                                      y1 - y0))
-            engine.mark_valid(y0, valid.any(axis=0))
-            if job.method == "learned":
-                for batch in _batches(plan.tiles_in_row(r), runner.batch_size):
-                    fused, qual, seg = runner.learned(batch, plan, data, valid, job.scales,
-                                                      job.bands, want_seg=seg_w is not None,
-                                                      want_quality=q_w is not None)
-                    for i, t in enumerate(batch):
-                        engine.add_tile(t, plan.weight(t), fused[i],
-                                        qual[i] if qual is not None else None,
-                                        seg[i] if seg is not None else None)
-                    tiles += len(batch)
-            else:
-                engine.add_composite(y0, plan.rows.weights[r], data, valid, job.method,
-                                     quality=q_w is not None)
-                if seg_w is not None:
-                    for batch in _batches(plan.tiles_in_row(r), runner.batch_size):
-                        seg = runner.segment(batch, plan, data, valid, job.scales, job.bands,
-                                             job.method)
-                        for i, t in enumerate(batch):
-                            engine.add_tile(t, plan.weight(t), None, None, seg[i])
-                        tiles += len(batch)
-            del data, valid
-            engine.flush(plan.finished_before(r), fused_w, seg_w, q_w)
-    return tiles
 
 
 # ----------------------------------------------------------------------------- client
@@ -353,3 +339,91 @@ def connect(cluster: Any, stack: ExitStack) -> Any:
 def _poll(cancel: Callable[[], bool] | None) -> None:
     if cancel is not None and cancel():
         raise Cancelled("cancelled by the caller; no output was written")
+
+
+# ----------------------------------------------------------------------------- fuse
+
+
+@dataclass
+class ChunkedRun:
+    """What ``fuse`` has decided before the first pixel, handed to :func:`fuse_chunked`."""
+
+    inputs: Sequence[RasterInfo]
+    grid: Grid
+    plan: WindowPlan
+    method: str
+    bands: tuple[int, ...]
+    scales: Any
+    count: int
+    dtype: str
+    nodata: float | int | None
+    num_classes: int
+    quality: bool
+    runner: Any  # the client's ModelRunner (None when no network runs)
+    weights: Any
+    device: str
+    output: Path
+    chunk: int | None
+    cluster: Any
+    resume: bool
+    open_outputs: Callable[[Any], tuple[Any, Any, Any]]
+    sources: Sequence[Path]  # every file the result depends on (for the resume fingerprint)
+
+
+def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
+                 cancel: Callable[[], bool] | None, say: Callable[[str], None]) -> RunStats:
+    """Compute every chunk (here or on the cluster), then mosaic the parts into the outputs and
+    publish them together. Parts are removed on success, and on failure unless ``resume``."""
+    from .classes import SEGMENTATION_NODATA
+    from .writers import OutputSet
+
+    size = run.chunk or DEFAULT_CHUNK
+    layers = [Layer("fused", run.count, run.dtype, run.nodata)]
+    if run.num_classes:
+        layers.append(Layer("segmentation", 1, "uint8", SEGMENTATION_NODATA, predictor=False))
+    if run.quality:
+        layers.append(Layer("quality", len(run.inputs), "float32", float("nan")))
+    folder = parts_folder(run.output)
+    runner = run.runner
+    batch = runner.batch_size if runner is not None else None
+    model_path = None
+    if runner is not None:
+        from .weights import resolve_weights
+
+        model_path = str(resolve_weights(run.weights))
+    settings = {"method": run.method, "bands": run.bands, "chunk": size, "batch": batch,
+                "layers": [repr(lay) for lay in layers], "grid": repr(run.grid),
+                "tiles": [run.plan.rows.starts, run.plan.cols.starts, run.plan.rows.tile],
+                "model": model_path, "device": run.device,
+                "scales": [np.asarray(s).tolist() for s in run.scales or []]}
+    files = list(run.sources) + ([model_path] if model_path else [])
+    reused = prepare_folder(folder, fingerprint(settings, files), run.resume)
+    if run.resume and not reused:
+        say(f"resume: no parts of this run in {folder}; starting from scratch")
+    job = Job(tuple(run.inputs), run.grid, run.plan, run.method, run.bands,
+              tuple(run.scales) if run.scales is not None else None, tuple(layers),
+              run.num_classes, batch, str(folder))
+    chunks = plan_chunks(run.grid.height, run.grid.width, size)
+    say(f"chunks: {len(chunks)} of {size} px, parts in {folder}")
+    model = None
+    if runner is not None and run.cluster is not None:
+        model = ModelSpec(model_path or "", run.device, batch or 1, run.method,
+                          run.num_classes > 0)
+    try:
+        stats = execute(job, chunks, runner=runner if run.cluster is None else None,
+                        model=model, cluster=run.cluster, progress=progress, cancel=cancel,
+                        say=say)
+        _poll(cancel)
+        with OutputSet() as outs:
+            writers = dict(zip(("fused", "segmentation", "quality"), run.open_outputs(outs)))
+            for lay in layers:
+                vrt = write_vrt(folder / f"{lay.kind}.vrt", run.grid, lay, chunks)
+                copy_into(vrt, writers[lay.kind], run.grid.height)
+                _poll(cancel)
+            outs.commit()
+    except BaseException:
+        if not run.resume:
+            remove_folder(folder)
+        raise
+    remove_folder(folder)
+    return stats

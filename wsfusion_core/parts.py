@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Sequence
 from xml.sax.saxutils import escape
 
-import numpy as np
 import rasterio
 from rasterio.windows import Window
 
@@ -72,19 +71,19 @@ def fingerprint(settings: dict[str, Any], files: Sequence[str | os.PathLike]) ->
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def prepare_folder(folder: Path, print_: str, resume: bool) -> bool:
-    """Make the parts folder for a run with fingerprint ``print_``. With ``resume`` the parts
+def prepare_folder(folder: Path, stamp: str, resume: bool) -> bool:
+    """Make the parts folder for a run with fingerprint ``stamp``. With ``resume`` the parts
     of a run with the same fingerprint are kept (returns True); anything else there is stale
     and removed first."""
     manifest = folder / MANIFEST
     if resume and manifest.is_file():
         with suppress(OSError, ValueError):
-            if json.loads(manifest.read_text()).get("fingerprint") == print_:
+            if json.loads(manifest.read_text()).get("fingerprint") == stamp:
                 return True
     remove_folder(folder)
     folder.mkdir()
     tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps({"fingerprint": print_}) + "\n")
+    tmp.write_text(json.dumps({"fingerprint": stamp}) + "\n")
     os.replace(tmp, manifest)
     return False
 
@@ -180,8 +179,8 @@ def write_vrt(path: Path, grid: Grid, layer: Layer, chunks: Sequence[Chunk]) -> 
 
 
 def copy_into(vrt: Path, writer: Any, height: int) -> None:
-    """Stream the mosaic into an output writer in whole block rows (full width)."""
+    """Stream the mosaic into an output writer, block row by block row (full width)."""
     with rasterio.open(vrt) as src:
         for y in range(0, height, BLOCK):
             h = min(BLOCK, height - y)
-            writer.write(src.read(window=Window(0, y, src.width, h)), y)
+            writer.append(src.read(window=Window(0, y, src.width, h)))
