@@ -24,6 +24,7 @@ from xml.sax.saxutils import escape
 
 import rasterio
 from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
 
 from .blend import FinishedRows
 from .chunks import Chunk, Region
@@ -31,6 +32,7 @@ from .grid import Grid
 from .writers import BLOCK, base_profile
 
 MANIFEST = "manifest.json"
+SMALL_FILE = 1 << 20  # bytes: fingerprinted by content
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
                "uint32": "UInt32", "int32": "Int32", "uint64": "UInt64", "int64": "Int64",
                "float32": "Float32", "float64": "Float64"}
@@ -62,11 +64,15 @@ def chunk_done(folder: str | os.PathLike, layers: Sequence[Layer], chunk: Chunk)
 
 
 def fingerprint(settings: dict[str, Any], files: Sequence[str | os.PathLike]) -> str:
-    """What makes parts reusable: the run's settings and each file's size and mtime."""
-    stamp = []
+    """What makes parts reusable: the run's settings and each file's size and mtime (the
+    content of small files such as VRTs, which a STAC run writes anew each time)."""
+    stamp: list[Any] = []
     for f in files:
         st = os.stat(f)
-        stamp.append([str(Path(f).resolve()), st.st_size, st.st_mtime_ns])
+        if st.st_size <= SMALL_FILE:
+            stamp.append([str(Path(f).resolve()), hashlib.sha256(Path(f).read_bytes()).hexdigest()])
+        else:
+            stamp.append([str(Path(f).resolve()), st.st_size, st.st_mtime_ns])
     text = json.dumps({"settings": settings, "files": stamp}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -103,8 +109,8 @@ class PartWriters:
                  grid: Grid) -> None:
         c = region.chunk
         self.region, self.folder = region, Path(folder)
-        sub = Grid(grid.crs, grid.transform * grid.transform.translation(c.x0, c.y0),
-                   c.width, c.height)
+        win = Window(c.x0, c.y0, c.width, c.height)
+        sub = Grid(grid.crs, window_transform(win, grid.transform), c.width, c.height)
         token = uuid.uuid4().hex[:12]  # a retried task on another worker writes its own temps
         self.items: dict[str, tuple[Any, Path, Path]] = {}
         try:

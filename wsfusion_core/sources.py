@@ -11,16 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 from xml.sax.saxutils import escape
 
 import rasterio
 
 from .errors import InputError
+from .options import STAC_GROUPS
 
-GROUPS = ("solar_day", "day", "item")
 _VSI = {"http://": "/vsicurl/http://", "https://": "/vsicurl/https://", "s3://": "/vsis3/",
         "gs://": "/vsigs/", "az://": "/vsiaz/"}
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
@@ -112,18 +114,33 @@ def group_key(a: StacAsset, group: str) -> str:
         return when.astimezone(dt.timezone.utc).date().isoformat()
     if group == "item":
         return a.item
-    raise InputError(f"unknown STAC grouping {group!r}; choose one of {', '.join(GROUPS)}")
+    raise InputError(f"unknown STAC grouping {group!r}; choose one of {', '.join(STAC_GROUPS)}")
 
 
-def stac_inputs(path: str | os.PathLike, asset: str, group: str, folder: Path) -> list[str]:
-    """One input per group (date order): the asset itself when the group has one item, else a
-    VRT mosaic written into ``folder``."""
+@contextmanager
+def stac_inputs(path: str | os.PathLike, asset: str, group: str, output: str | os.PathLike
+                ) -> Iterator[list[str]]:
+    """The fusion inputs of a STAC ItemCollection: one per group, date order. Mosaics are
+    written to a hidden folder beside ``output`` (where every worker of a cluster that writes
+    the output can read them) and removed afterwards."""
+    out = Path(output)
+    folder = out.with_name(f".{out.name}.inputs")
+    folder.mkdir(exist_ok=True)
+    try:
+        yield group_inputs(path, asset, group, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def group_inputs(path: str | os.PathLike, asset: str, group: str, folder: Path) -> list[str]:
+    """One input per group (date order): the asset itself when the group is one local file,
+    else a VRT written into ``folder``."""
     groups: dict[str, list[StacAsset]] = {}
     for a in sorted(stac_assets(path, asset), key=lambda a: (a.when, a.item)):
         groups.setdefault(group_key(a, group), []).append(a)
     out = []
     for key, members in groups.items():
-        if len(members) == 1:
+        if len(members) == 1 and not members[0].href.startswith("/vsi"):
             out.append(members[0].href)
         else:
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
