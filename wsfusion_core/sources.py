@@ -181,6 +181,11 @@ def mosaic_vrt(members: Sequence[StacAsset], target: Path) -> Path:
         lines.append(f'  <VRTRasterBand dataType="{gtype}" band="{b}">')
         if alpha:
             lines.append("    <ColorInterp>Alpha</ColorInterp>")
+        else:  # keep what the first item says about its bands (RGB stays RGB in the output)
+            lines.append(f"    <ColorInterp>{first['colorinterp'][b - 1]}</ColorInterp>")
+            if first["descriptions"][b - 1]:
+                lines.append(f"    <Description>{escape(first['descriptions'][b - 1])}"
+                             "</Description>")
         for m, h in zip(members, heads):
             nd = h["nodata"]
             xoff = (h["bounds"].left - left) / xres
@@ -211,7 +216,9 @@ def _head(href: str) -> dict[str, Any]:
         with rasterio.open(href) as src:
             return {"crs": src.crs, "transform": src.transform, "bounds": src.bounds,
                     "width": src.width, "height": src.height, "count": src.count,
-                    "dtype": src.dtypes[0], "nodata": src.nodata}
+                    "dtype": src.dtypes[0], "nodata": src.nodata,
+                    "colorinterp": [ci.name.capitalize() for ci in src.colorinterp],
+                    "descriptions": list(src.descriptions)}
     except Exception as exc:
         raise InputError(f"{href}: not a readable raster ({_first_line(exc)})") from None
 
