@@ -266,7 +266,7 @@ def _poll(cancel: Callable[[], bool] | None) -> None:
         raise Cancelled("cancelled by the caller; no output was written")
 
 
-def _read_strip(readers: list[AlignedReader], window: Window) -> tuple[np.ndarray, np.ndarray]:
+def _read_strip(readers: Sequence[AlignedReader], window: Window) -> tuple[np.ndarray, np.ndarray]:
     """All inputs' bands and validity for one strip: (K, C, h, W) and (K, h, W)."""
     parts = [r.read(window) for r in readers]
     dtype = np.result_type(*[p[0].dtype for p in parts])

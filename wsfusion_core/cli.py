@@ -286,10 +286,11 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
     clusters = [v for v in (workers, address, scheduler_file) if v is not None]
     if len(clusters) > 1:
         raise click.UsageError("--workers, --cluster and --scheduler-file exclude each other")
-    kwargs = dict(segmentation=segmentation, quality=quality, method=method, weights=weights,
-                  device=device, batch_size=batch_size, overlap=overlap, bands=bands,
-                  reference=reference, cog=cog, overwrite=overwrite,
-                  cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume)
+    kwargs: dict[str, Any] = dict(
+        segmentation=segmentation, quality=quality, method=method, weights=weights,
+        device=device, batch_size=batch_size, overlap=overlap, bands=bands, reference=reference,
+        cog=cog, overwrite=overwrite, cluster=clusters[0] if clusters else None, chunk=chunk,
+        resume=resume)
     if stac:
         from .sources import stac_inputs
 

@@ -136,10 +136,10 @@ class _LazyPlugin:
 def _worker_runner(key: str) -> Any:
     from distributed import get_worker
 
-    plugin = get_worker().plugins.get(key)
-    if plugin is None or plugin.runner is None:
+    runner = getattr(get_worker().plugins.get(key), "runner", None)
+    if runner is None:
         raise WsfusionError(f"worker {get_worker().address} has no model loaded ({key})")
-    return plugin.runner
+    return runner
 
 
 def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any = None
