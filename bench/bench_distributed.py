@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,24 +46,24 @@ def overhead_rows(side: int, tile: int, overlap: int, chunks: list[int],
                 continue
             regions = [region_for(plan, ch, bs) for ch in plan_chunks(side, side, c)]
             evaluated = sum(r.tile_count for r in regions)
-            rows.append(f"| {side:6d} | {c:5d} | {bs:5d} | {len(regions):6d} | "
+            label = f"whole batches of {bs} (GPU)" if bs > 1 else "halo only (CPU)"
+            rows.append(f"| {side:6d} | {c:5d} | {label:26s} | {len(regions):6d} | "
                         f"{plan.tile_count:8d} | {evaluated:9d} | "
                         f"{100 * (evaluated / plan.tile_count - 1):7.1f} % |")
     return rows
 
 
 def run(inputs: list[str], out: Path, weights: str, method: str, cluster: object,
-        chunk: int | None) -> tuple[float, object, dict]:
+        chunk: int | None) -> tuple[float, Path | None, Any]:
     from wsfusion_core.api import fuse
 
     for p in out.parent.glob(out.name + "*"):
         p.unlink()
     seg = out.with_name(out.stem + "_seg.tif") if method == "learned" else None
-    stats: dict = {}
     t0 = time.perf_counter()
-    fuse(inputs, out, method=method, weights=weights, device="cpu", cluster=cluster,
-         chunk=chunk, segmentation=seg, overwrite=True, run_stats=stats)
-    return time.perf_counter() - t0, seg, stats
+    res = fuse(inputs, out, method=method, weights=weights, device="cpu", cluster=cluster,
+               chunk=chunk, segmentation=seg, overwrite=True)
+    return time.perf_counter() - t0, seg, res.chunks
 
 
 def read(path: Path) -> np.ndarray:
@@ -93,11 +94,13 @@ def main() -> None:
         print(f"# weights: {wdesc}; tile {info.tile_size}; {os.cpu_count()} CPUs; "
               "synthetic inputs")
         print("\n## chunking overhead (tile evaluations; overlap 64)\n")
-        print("|   side | chunk | batch | chunks | plan tiles | evaluated | overhead |")
-        print("|--------|-------|-------|--------|------------|-----------|----------|")
+        print("|   side | chunk | tiles a chunk takes        | chunks | plan tiles | evaluated "
+              "| overhead |")
+        print("|--------|-------|----------------------------|--------|------------|-----------"
+              "|----------|")
         for side in (args.size, 16384):
             for line in overhead_rows(side, info.tile_size, 64, [1024, 2048, 4096, 8192],
-                                      [4, 16]):
+                                      [1, 16]):
                 print(line)
         if args.skip_runs:
             return
@@ -107,7 +110,7 @@ def main() -> None:
               "worker |")
         print("|-----|---------|---------|-------------|----------------|"
               "-----------------------|")
-        local_t, local_seg, _ = run(inputs, tmp / "local.tif", weights, args.method, None, None)
+        local_t, local_seg, _none = run(inputs, tmp / "local.tif", weights, args.method, None, None)
         ref = read(tmp / "local.tif")
         print(f"| local, 1 process, 1 thread | - | {local_t:.1f} | | | |", flush=True)
         one = None
@@ -117,7 +120,7 @@ def main() -> None:
             equal = np.array_equal(read(out), ref) and (
                 seg is None or np.array_equal(read(seg), read(local_seg)))
             one = one or t
-            peaks = ", ".join(f"{v:.0f}" for v in sorted(stats.get("peak_mb", {}).values()))
+            peaks = ", ".join(f"{v:.0f}" for v in sorted(stats.peak_mb.values()))
             print(f"| LocalCluster | {n} | {t:.1f} | {one / t:.2f}x | {equal} | {peaks} |",
                   flush=True)
 

@@ -21,6 +21,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from wsfusion_core import distributed
 from wsfusion_core.api import fuse
 from wsfusion_core.chunks import plan_chunks, region_for
 from wsfusion_core.errors import Cancelled
@@ -113,11 +114,14 @@ def test_regions_hold_every_tile_that_reaches_the_chunk_and_whole_batches(batch)
 # ----------------------------------------------------------------------------- in process
 
 
-def test_odd_chunks_in_one_process_equal_the_local_run(tmp_path, random_weights, one_thread):
+def test_odd_chunks_in_one_process_equal_the_local_run(tmp_path, random_weights, one_thread,
+                                                        monkeypatch):
     inputs = scene(tmp_path, 1100, 1700)
     local = outputs(tmp_path, "local")
     run(inputs, local, random_weights)
-    for chunk in (1000, 1536):
+    # 1000: CPU grouping (halo only); 1536: whole global batches, as on a GPU
+    for chunk, whole in ((1000, None), (1536, True)):
+        monkeypatch.setattr(distributed, "WHOLE_BATCHES", whole)
         outs = outputs(tmp_path, f"chunk{chunk}")
         res = run(inputs, outs, random_weights, chunk=chunk)
         same_outputs(local, outs)
