@@ -92,7 +92,7 @@ class Grid:
 def describe(path: str | os.PathLike) -> RasterInfo:
     """Open ``path`` just long enough to read its header; a clear InputError if that fails."""
     p = Path(path)
-    if not p.exists():
+    if not p.exists() and not str(p).startswith("/vsi"):  # GDAL virtual file systems: opened below
         raise InputError("file not found", path=p)
     if p.is_dir():
         raise InputError("is a directory, not a raster", path=p)

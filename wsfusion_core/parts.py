@@ -68,6 +68,9 @@ def fingerprint(settings: dict[str, Any], files: Sequence[str | os.PathLike]) ->
     content of small files such as VRTs, which a STAC run writes anew each time)."""
     stamp: list[Any] = []
     for f in files:
+        if str(f).startswith("/vsi"):  # remote: its name is all we can afford to check
+            stamp.append(str(f))
+            continue
         st = os.stat(f)
         if st.st_size <= SMALL_FILE:
             stamp.append([str(Path(f).resolve()), hashlib.sha256(Path(f).read_bytes()).hexdigest()])

@@ -200,6 +200,38 @@ def test_local_cluster_of_two_processes_equals_the_local_run(tmp_path, random_we
     assert not parts_folder(outs["fused"]).exists()
 
 
+def test_ctrl_c_cancels_the_cluster_run_and_leaves_nothing(tmp_path, random_weights):
+    """SIGINT to the CLI during a --workers run: exit 130, no output, no parts, no workers."""
+    import psutil
+
+    inputs = scene(tmp_path, 600, 700)
+    out = tmp_path / "out.tif"
+    folder = parts_folder(out)
+    proc = subprocess.Popen(cli(*inputs, "-o", out, "--weights", random_weights, "--device",
+                                "cpu", "--workers", "1", "--chunk", "256", "-q"),
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not list(folder.glob("fused_*.tif")) and time.time() < deadline \
+                and proc.poll() is None:
+            time.sleep(0.1)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "the local cluster's worker processes"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Cancelled" in err and "Traceback" not in err
+    assert not out.exists() and not folder.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive
+
+
 # ----------------------------------------------------------------------------- real processes
 
 
