@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -283,7 +283,7 @@ def _run_on_cluster(client: Any, job: Job, todo: Sequence[Chunk], key: str | Non
         client.cancel(list(futures), force=True)
         raise
     finally:
-        with _quiet():
+        with suppress(Exception):  # the client may already be closing
             client.cancel([job_f], force=True)
 
 
@@ -296,14 +296,6 @@ def _one_line_error(chunk: Chunk, exc: BaseException | None) -> BaseException:
         return WsfusionError(f"chunk {chunk.name}: the workers running it died repeatedly "
                              "(out of memory or killed); see the worker logs")
     return WsfusionError(f"chunk {chunk.name}: {name}: {text}")
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return True
 
 
 def connect(cluster: Any, stack: ExitStack) -> Any:
@@ -327,7 +319,7 @@ def connect(cluster: Any, stack: ExitStack) -> Any:
 
         lc = stack.enter_context(LocalCluster(n_workers=cluster, threads_per_worker=1,
                                               processes=True, dashboard_address=None,
-                                              silence_logs=logging.ERROR))
+                                              silence_logs=logging.CRITICAL))
         return stack.enter_context(Client(lc))
     text = os.fspath(cluster)
     try:

@@ -232,6 +232,22 @@ def test_ctrl_c_cancels_the_cluster_run_and_leaves_nothing(tmp_path, random_weig
     assert not alive
 
 
+def test_a_model_that_fails_to_load_on_the_workers_is_one_line(tmp_path, random_weights):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs workers without a GPU")
+    inputs = scene(tmp_path, 300, 300)
+    out = tmp_path / "out.tif"
+    proc = subprocess.run(cli(*inputs, "-o", out, "--weights", random_weights, "--device",
+                              "cuda", "--workers", "1", "-q"), capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "Error: device 'cuda' requested but torch finds no CUDA GPU; use device auto or cpu"]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 # ----------------------------------------------------------------------------- real processes
 
 
