@@ -364,6 +364,7 @@ def test_a_worker_killed_mid_run(tmp_path, cluster, random_weights, one_thread):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    print(f"killed worker mid-run: exit {proc.returncode}")  # which outcome, with -s
     if proc.returncode == 0:
         same_outputs(local, outs)
     else:
