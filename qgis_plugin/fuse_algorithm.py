@@ -6,8 +6,10 @@ core's errors into ``QgsProcessingException``. All fusion logic lives in ``wsfus
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -37,6 +39,10 @@ from wsfusion_core.options import parse_bands as _parse_bands
 from . import dependencies
 from .resources import ICON
 
+# The user guide: shipped in the zip as docs/qgis.md, in the repository at ../docs/qgis.md.
+_DOCS = [Path(__file__).resolve().parent / "docs" / "qgis.md",
+         Path(__file__).resolve().parent.parent / "docs" / "qgis.md"]
+HELP_URL = next((p.as_uri() for p in _DOCS if p.is_file()), "")
 METHOD_LABELS = {"learned": "learned (quality network)"}  # others are shown as they are named
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -48,50 +54,105 @@ to one across the inputs at every pixel, and the output is the weighted average.
 nodata in an input get weight zero. The networks were trained only from road and building maps \
 (Rafique, Blanton &amp; Jacobs, <i>Weakly Supervised Fusion of Multiple Overhead Images</i>). \
 <i>mean</i> and <i>median</i> are simple per-pixel composites that need no model.</p>
-<p><b>Inputs.</b> Two or more raster layers that are local files GDAL can read (GeoTIFF \
-and the like), covering the same area, 8-bit RGB (other bands are ignored; choose them under \
-<i>Bands</i>). They are aligned onto the grid of the first input (or the <i>Reference layer</i>). \
-Web layers (WMS, XYZ) must first be saved to a GeoTIFF.</p>
-<p><b>Outputs.</b> <i>Fused image</i>: a GeoTIFF on the reference grid with the fused bands. \
-<i>Segmentation</i> (optional): one byte band with 0 = background, 1 = road, 2 = building, \
-styled with class colours; it needs a model. <i>Quality weights</i> (optional): one float band \
+<p><b>Inputs.</b> One or more raster layers (fusion needs two or more to have a choice) that \
+are local files GDAL can read (GeoTIFF and the like), covering the same area, with the same \
+bands, e.g. 8-bit RGB or RGB + near infrared. Every band is fused and written; \
+<i>Network bands</i> only chooses which three the networks look at (default 1,2,3 = red, green, \
+blue). They are aligned onto the grid of the first input (or of <i>Output grid from layer</i>). \
+Web layers (WMS, XYZ) \
+must first be saved to a GeoTIFF.</p>
+<p><b>Outputs.</b> <i>Fused image</i>: a GeoTIFF on the reference grid with all bands fused \
+(red/green/blue tagged as such when the inputs are). \
+<i>Segmentation</i> (optional): one byte band of classes (background, road, building for the \
+shipped model), styled with the model's class names and colours, background transparent; it \
+needs a model. <i>Per-input quality weights</i> (optional): one float band \
 per input with that input's weight at each pixel (0 = not used, 1 = used alone).</p>
 <p><b>Model</b>: leave empty to use the model shipped with the plugin, or pick a \
-<tt>.safetensors</tt> file from <tt>wsfusion-train</tt>. <b>Device</b>: <i>auto</i> uses a \
-CUDA GPU when PyTorch sees one.</p>
-<p>Needs the Python packages torch and rasterio; if they are missing, run \
-<i>Install Python dependencies</i> from this provider.</p>"""
+<tt>.safetensors</tt> file from <tt>wsfusion-train</tt>. <b>Output grid from layer</b> \
+(advanced): the outputs take this layer's grid instead of the first input's. <b>Device</b>: \
+<i>auto</i> uses a CUDA GPU when PyTorch sees one.</p>
+<p>The <i>learned</i> method and the segmentation need PyTorch; <i>mean</i> and <i>median</i> \
+need only rasterio and shapely. If packages are missing, this dialog says so before Run: run \
+<i>Install Python dependencies</i> from this provider. The log names the device used and why.</p>"""
 
 
 class SegmentationStyler(QgsProcessingLayerPostProcessorInterface):
-    """Gives the segmentation output a paletted style with the class names and colours."""
+    """Gives the segmentation output a paletted style with the model's class names and colours."""
 
     # Processing keeps only a raw pointer to post-processors: hold them here.
     _alive: list[SegmentationStyler] = []
 
-    def __init__(self, names, colours) -> None:
-        super().__init__()
-        self.names = list(names)
-        self.colours = [tuple(c) for c in colours]
-
     @classmethod
-    def create(cls, names, colours) -> SegmentationStyler:
-        styler = cls(names, colours)
+    def create(cls) -> SegmentationStyler:
+        styler = cls()
         cls._alive.append(styler)
         return styler
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
         if isinstance(layer, QgsRasterLayer):
-            apply_segmentation_style(layer, self.names, self.colours)
+            apply_segmentation_style(layer)
 
 
-def apply_segmentation_style(layer: QgsRasterLayer, names, colours) -> None:
+def segmentation_classes(path: str) -> list[tuple[int, str, tuple[int, int, int]]]:
+    """(value, name, colour) per class, from the tags the core writes from the model's metadata
+    (CLASS_NAMES, CLASS_COLOURS); the GeoTIFF's colour table fills in missing colours."""
+    from osgeo import gdal
+
+    with _gdal_errors_quiet():
+        ds = gdal.Open(path)
+    if ds is None:
+        return []
+    names = [n for n in (ds.GetMetadataItem("CLASS_NAMES") or "").split(",") if n]
+    try:
+        colours = [tuple(int(v) for v in c[:3])
+                   for c in json.loads(ds.GetMetadataItem("CLASS_COLOURS") or "[]")]
+    except (ValueError, TypeError):
+        colours = []
+    table = ds.GetRasterBand(1).GetColorTable()
+    out = []
+    for i, name in enumerate(names):
+        if i < len(colours):
+            rgb = colours[i]
+        elif table is not None and i < table.GetCount():
+            rgb = tuple(table.GetColorEntry(i)[:3])
+        else:
+            rgb = (128, 128, 128)
+        out.append((i, name, rgb))
+    return out
+
+
+def apply_segmentation_style(layer: QgsRasterLayer) -> None:
+    """Paletted classes from the file; the background class fully transparent, so the layer
+    shows roads and buildings over the imagery instead of hiding it."""
     from qgis.core import QgsPalettedRasterRenderer
 
-    classes = [QgsPalettedRasterRenderer.Class(i, QColor(*rgb), name)
-               for i, (name, rgb) in enumerate(zip(names, colours))]
+    classes = []
+    for value, name, rgb in segmentation_classes(layer.source()):
+        colour = QColor(*rgb)
+        if name.lower() == "background":
+            colour.setAlpha(0)
+        classes.append(QgsPalettedRasterRenderer.Class(value, colour, name))
+    if not classes:
+        return
     layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
     layer.triggerRepaint()
+
+
+def device_reason(requested: str, used: str, needs_net: bool) -> str:
+    """Why the run used ``used``: what was asked, and what PyTorch reports."""
+    if not needs_net:
+        return "mean/median composite without segmentation: no network, numpy on the CPU"
+    import torch
+
+    if used.startswith("cuda"):
+        name = torch.cuda.get_device_name(torch.device(used))
+        return f"device {requested!r} and PyTorch sees the CUDA GPU {name}"
+    if requested == "cpu":
+        return "device 'cpu' was chosen"
+    if torch.version.cuda is None:
+        return f"device {requested!r}, but this PyTorch {torch.__version__} is a CPU-only build"
+    return (f"device {requested!r}, but PyTorch {torch.__version__} (CUDA {torch.version.cuda}) "
+            "finds no usable CUDA GPU")
 
 
 def local_raster_path(layer: QgsMapLayer | None, label: str) -> str:
@@ -137,6 +198,18 @@ def _gdal_errors_quiet():
         gdal.PopErrorHandler()
 
 
+def _given(value) -> bool:
+    """Whether an optional destination parameter asks for an output (without resolving it:
+    resolving a temporary output twice would name two different files)."""
+    from qgis.core import QgsProcessingOutputLayerDefinition, QgsProperty
+
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        if value.sink.propertyType() != QgsProperty.StaticProperty:
+            return True
+        value = value.sink.staticValue()
+    return value is not None and bool(str(value).strip())
+
+
 def parse_bands(text: str) -> tuple[int, ...] | None:
     """The core's band rule (options.parse_bands), its error as a Processing error."""
     try:
@@ -169,7 +242,20 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         return "Fuse overhead images"
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return HELP
+        """The help, headed by a notice when packages are missing (seen before Run)."""
+        dependencies.activate_private_dir()
+        lacking = dependencies.missing()
+        if not lacking:
+            return HELP
+        composite = [m for m in lacking if m in dependencies.COMPOSITE_MODULES]
+        scope = "This algorithm cannot run" if composite else \
+            "The learned method and the segmentation cannot run (mean and median can)"
+        return (f"<p style='color:#b00020'><b>Missing Python packages: {', '.join(lacking)}.</b> "
+                f"{scope} until they are installed: run <i>wsfusion ▸ Install Python "
+                "dependencies</i> in the Processing toolbox (or Raster ▸ wsfusion).</p>" + HELP)
+
+    def helpUrl(self) -> str:  # noqa: N802
+        return HELP_URL
 
     def tags(self) -> list[str]:
         return ["fusion", "cloud", "composite", "mosaic", "deep learning", "segmentation",
@@ -180,14 +266,14 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802
         inputs = QgsProcessingParameterMultipleLayers(
-            self.INPUTS, "Input images (same area, local raster files)", QgsProcessing.TypeRaster)
+            self.INPUTS, "Input images (local rasters, same area)", QgsProcessing.TypeRaster)
         inputs.setMinimumNumberInputs(1)
         self.addParameter(inputs)
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Fusion method", options=[METHOD_LABELS.get(m, m) for m in METHODS],
             defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
-            self.WEIGHTS, "Model weights (empty: the model shipped with the plugin)",
+            self.WEIGHTS, "Model weights (empty: shipped)",
             behavior=QgsProcessingParameterFile.File, extension="safetensors", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
@@ -199,10 +285,10 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size (0: automatic)",
                                          QgsProcessingParameterNumber.Integer, 0, False, 0, 1024),
             QgsProcessingParameterString(
-                self.BANDS, "Bands fed to the networks (1-based, e.g. 1,2,3)", defaultValue="",
+                self.BANDS, "Network bands (e.g. 1,2,3)", defaultValue="",
                 optional=True),
             QgsProcessingParameterRasterLayer(
-                self.REFERENCE, "Reference layer for the output grid (empty: first input)",
+                self.REFERENCE, "Output grid from layer",
                 optional=True),
             QgsProcessingParameterBoolean(self.COG, "Write Cloud Optimized GeoTIFFs", False),
         ]
@@ -215,11 +301,15 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             self.SEGMENTATION, "Segmentation (roads, buildings)", optional=True,
             createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
-            self.QUALITY, "Quality weights (one band per input)", optional=True,
+            self.QUALITY, "Per-input quality weights", optional=True,
             createByDefault=False))
 
     def checkParameterValues(self, parameters: dict, context) -> tuple[bool, str]:  # noqa: N802
-        """Name the offending layer instead of Processing's 'Incorrect parameter value'."""
+        """Missing packages, then the offending layer (instead of Processing's 'Incorrect
+        parameter value'): both said before anything runs."""
+        lacking = self._missing_for(parameters, context)
+        if lacking:
+            return False, dependencies.missing_message(lacking)
         raw = parameters.get(self.INPUTS)
         values = raw if isinstance(raw, (list, tuple)) else ([raw] if raw else [])
         for value in values:
@@ -235,9 +325,17 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
                 return False, str(exc)
         return super().checkParameterValues(parameters, context)
 
-    def processAlgorithm(self, parameters: dict, context, feedback) -> dict[str, Any]:  # noqa: N802
+    def _missing_for(self, parameters: dict, context, import_modules: bool = False) -> list[str]:
+        """The packages this run needs and lacks: mean/median without segmentation need no torch."""
         dependencies.activate_private_dir()  # installed from a shell since QGIS started?
-        lacking = dependencies.missing(import_modules=True)
+        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
+        wants_seg = _given(parameters.get(self.SEGMENTATION))
+        modules = dependencies.required_modules("learned" if wants_seg else method)
+        return dependencies.missing(import_modules=import_modules, modules=modules)
+
+    def processAlgorithm(self, parameters: dict, context, feedback) -> dict[str, Any]:  # noqa: N802
+        dependencies.activate_private_dir()
+        lacking = self._missing_for(parameters, context, import_modules=True)
         if lacking:
             raise QgsProcessingException(dependencies.missing_message(lacking))
 
@@ -284,7 +382,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             )
         except Cancelled:
             feedback.pushInfo("Cancelled: no output was written")
-            self._forget_outputs(context, (output, segmentation, quality))
+            self._forget_outputs(context, (output, segmentation, quality), ())
             return {}
         except WsfusionError as exc:
             raise QgsProcessingException(str(exc)) from None
@@ -293,9 +391,15 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             f"Done: {result.width}×{result.height} px, {result.count} band(s), CRS {result.crs}, "
             f"{result.tiles} tile(s) in {result.seconds:.1f} s on {result.device}; "
             f"model: {result.model or 'none (' + result.method + ' composite)'}")
+        needs_net = method == "learned" or segmentation is not None
+        feedback.pushInfo(f"Device: {result.device} ("
+                          f"{device_reason(options['device'], result.device, needs_net)})")
+        written = [str(p) for p in (result.output, result.segmentation, result.quality) if p]
+        # batch mode registers skipped optional outputs under an empty name: drop them
+        self._forget_outputs(context, (output, segmentation, quality), written)
         if result.segmentation is not None and context.willLoadLayerOnCompletion(segmentation):
             context.layerToLoadOnCompletionDetails(segmentation).setPostProcessor(
-                SegmentationStyler.create(result.class_names, result.class_colours))
+                SegmentationStyler.create())
         return {
             self.OUTPUT: str(result.output),
             self.SEGMENTATION: str(result.segmentation) if result.segmentation else None,
@@ -303,10 +407,11 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         }
 
     @staticmethod
-    def _forget_outputs(context, paths) -> None:
-        """After a cancel there is nothing to load: keep Processing from reporting missing files."""
+    def _forget_outputs(context, paths, written) -> None:
+        """Keep Processing from reporting outputs that were not written (after a cancel, or an
+        optional output left empty, which batch mode registers as '') as missing layers."""
         pending = context.layersToLoadOnCompletion()
-        for p in paths:
-            if p:
+        for p in [*paths, ""]:
+            if p is not None and p not in written:
                 pending.pop(p, None)
         context.setLayersToLoadOnCompletion(pending)

@@ -35,6 +35,32 @@ class WsfusionPlugin:
             action.triggered.connect(lambda _=False, a=alg: self._open(a))
             self.iface.addPluginToRasterMenu(MENU, action)
             self.actions.append(action)
+        self.notify_missing()
+
+    def notify_missing(self) -> list[str]:
+        """Say at start-up, not at the first failed Run, which packages are missing, with a
+        button that opens the installer. Returns the missing import names."""
+        from . import dependencies
+
+        try:
+            lacking = dependencies.missing()  # cheap: no imports, QGIS starts as fast
+        except Exception:
+            return []
+        if not lacking or self.iface is None:
+            return lacking
+        from qgis.core import Qgis
+        from qgis.PyQt.QtWidgets import QPushButton
+
+        composite = [m for m in lacking if m in dependencies.COMPOSITE_MODULES]
+        scope = "" if composite else " (mean and median work without them)"
+        bar = self.iface.messageBar()
+        item = bar.createMessage("wsfusion", f"Python packages missing: {', '.join(lacking)}"
+                                 f"{scope}.")
+        button = QPushButton("Install…", item)
+        button.clicked.connect(lambda: self._open("wsfusion:install_dependencies"))
+        item.layout().addWidget(button)
+        bar.pushWidget(item, Qgis.Warning, 0)
+        return lacking
 
     def _open(self, alg_id: str) -> None:
         import processing

@@ -21,7 +21,15 @@ copy_tree() {  # copy_tree SRC DST: everything but caches and compiled files
 
 copy_tree qgis_plugin "$dest"
 cp metadata.txt "$dest/metadata.txt"
-[ -f LICENSE ] && cp LICENSE "$dest/LICENSE"
+# Publisher fields plugins.qgis.org requires; the repository has no real values for them yet.
+add_field() { if [ -n "$2" ]; then printf '%s=%s\n' "$1" "$2" >> "$dest/metadata.txt"; fi; }
+add_field email "${WSFUSION_EMAIL:-}"
+add_field repository "${WSFUSION_REPOSITORY:-}"
+add_field tracker "${WSFUSION_TRACKER:-}"
+add_field homepage "${WSFUSION_HOMEPAGE:-}"
+cp LICENSE "$dest/LICENSE"
+mkdir -p "$dest/docs"
+cp docs/qgis.md "$dest/docs/qgis.md"  # the algorithms' help URL points here
 mkdir -p "$dest/wsfusion_core"
 copy_tree wsfusion_core "$dest/wsfusion_core"
 

@@ -1,7 +1,8 @@
 """Renders the real "Fuse overhead images" dialog offscreen and saves docs/img/qgis_dialog.png.
 
-Run: QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot_dialog.py [OUT.png]
-(or under xvfb-run). Three sample layers are loaded so the layer picker shows a realistic choice.
+Run: xvfb-run -a .venv/bin/python scripts/screenshot_dialog.py [OUT.png] [--advanced]
+(or QT_QPA_PLATFORM=offscreen; its fonts differ), at the size QGIS opens the dialog with.
+Three sample layers are loaded so the layer picker shows a realistic choice.
 """
 
 from __future__ import annotations
@@ -55,10 +56,17 @@ def main(out: Path) -> None:
         dialog = AlgorithmDialog(alg, parent=None)
         dialog.setParameters({"INPUTS": [layer.id() for layer in layers], "METHOD": 0,
                               "SEGMENTATION": "TEMPORARY_OUTPUT"})
-        dialog.resize(1000, 820)
-        dialog.show()
+        if "--advanced" in sys.argv:  # check the advanced labels too
+            from qgis.PyQt.QtWidgets import QWidget
+
+            for w in dialog.findChildren(QWidget):
+                title = getattr(w, "title", None)
+                if callable(title) and "Advanced" in str(title()) and hasattr(w, "setCollapsed"):
+                    w.setCollapsed(False)
+        dialog.show()  # at the size QGIS opens it with: labels must be readable there
         for _ in range(20):
             QApplication.processEvents()
+        print(f"dialog size: {dialog.width()} x {dialog.height()}")
         out.parent.mkdir(parents=True, exist_ok=True)
         if not dialog.grab().save(str(out)):
             raise SystemExit(f"{out}: could not save the screenshot")
@@ -70,4 +78,5 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs" / "img" / "qgis_dialog.png")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(Path(args[0]) if args else REPO / "docs" / "img" / "qgis_dialog.png")

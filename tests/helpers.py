@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import rasterio
@@ -93,3 +95,25 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     load) are only observable in a process of their own."""
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
+
+
+@contextmanager
+def tmpfs(folder: Path, options: str = "size=520k") -> Iterator[Path]:
+    """A real tmpfs mounted on ``folder`` (disk-full and read-only cases), always unmounted;
+    skips the test with the reason where mounting is impossible (not root; CI runs as root)."""
+    import os
+    import shutil
+
+    import pytest
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    folder.mkdir(exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

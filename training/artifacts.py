@@ -14,11 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-# Cloud sources in ../shared/data/clouds and the split used for training (see docs/training.md).
-CLOUD_SOURCES = ("ukis_sentinel2", "ukis_landsat7", "cloud38", "eolearn")
-TRAIN_CLOUDS = ("ukis_sentinel2", "eolearn")
-VAL_CLOUDS = ("ukis_landsat7",)
-TEST_CLOUDS = ("cloud38",)
+from .splits import CLOUD_SOURCES, TEST_CLOUDS, TRAIN_CLOUDS, VAL_CLOUDS
+
+__all__ = ["CLOUD_SOURCES", "TRAIN_CLOUDS", "VAL_CLOUDS", "TEST_CLOUDS"]
 
 # Tolerance (absolute, in share units) that ``corrupt`` guarantees and the tests check.
 SHARE_TOLERANCE = 0.01
@@ -317,3 +315,200 @@ def corrupt(image: np.ndarray, kind: str, share: float, rng: np.random.Generator
     a = alpha[..., None]
     out = (1 - a) * image + a * tex
     return out.astype(np.float32), alpha > 0
+
+
+# ---------------------------------------------------------------- artifacts like real ones
+# Each generator takes a float32 (H, W, C) 0..1 image and returns (spoiled copy, mask) where the
+# mask marks the pixels it changed materially; shares are met within SHARE_TOLERANCE where a
+# share is asked for. ``spoil_input`` composes them into one date of a multi-date stack.
+
+
+def haze(image: np.ndarray, share: float, rng: np.random.Generator,
+         strength: tuple[float, float] = (0.25, 0.6)) -> tuple[np.ndarray, np.ndarray]:
+    """A thin cloud / haze veil: large, smooth, translucent, low contrast, slightly blue-white.
+    ``share`` of the pixels get a veil of opacity >= 0.1 (peaks drawn from ``strength``)."""
+    image = np.asarray(image, np.float32)
+    shape = image.shape[:2]
+    if share <= 0:
+        return image.copy(), np.zeros(shape, bool)
+    field_ = blob_noise(shape, rng, cells=rng.uniform(1.0, 2.0)) \
+        + 1e-3 * blob_noise(shape, rng, cells=6.0)
+    q = np.quantile(field_, 1.0 - share)
+    above = field_ > q
+    top = max(float(field_.max() - q), 1e-6)
+    ramp = np.clip((field_ - q) / top, 0, 1) ** 0.7
+    peak = rng.uniform(*strength)
+    alpha = np.where(above, 0.1 + (peak - 0.1) * ramp, 0.0).astype(np.float32) \
+        if peak > 0.1 else np.where(above, 0.1, 0.0).astype(np.float32)
+    colour = np.clip(np.array([0.82, 0.85, 0.9], np.float32) + rng.uniform(-0.06, 0.08), 0, 1)
+    if image.shape[2] != 3:
+        colour = np.full(image.shape[2], colour.mean(), np.float32)
+    a = alpha[..., None]
+    return ((1 - a) * image + a * colour).astype(np.float32), above
+
+
+def cloud_with_shadow(image: np.ndarray, share: float, rng: np.random.Generator,
+                      clouds: CloudBank | None = None, opacity: float | None = None,
+                      shadow: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thick (or semi-thick) cloud of ``share`` and its shadow: a darkened copy of the cloud's
+    shape displaced by up to a few cloud widths (the sun is low and to one side), cut where the
+    cloud itself covers it. Returns (image, cloud mask, shadow mask)."""
+    image = np.asarray(image, np.float32)
+    shape = image.shape[:2]
+    h, w = shape
+    alpha = cloud_alpha(shape, share, rng, clouds)
+    if opacity is None:
+        opacity = rng.uniform(0.85, 1.0) if rng.random() < 0.7 else rng.uniform(0.4, 0.85)
+    out = image.copy()
+    shadow_mask = np.zeros(shape, bool)
+    if shadow and share > 0:
+        dist = rng.uniform(0.04, 0.25) * max(h, w)
+        ang = rng.uniform(0, 2 * np.pi)
+        dy, dx = int(round(dist * np.sin(ang))), int(round(dist * np.cos(ang)))
+        shifted = np.zeros_like(alpha)
+        ys = slice(max(dy, 0), h + min(dy, 0))
+        xs = slice(max(dx, 0), w + min(dx, 0))
+        yt = slice(max(-dy, 0), h + min(-dy, 0))
+        xt = slice(max(-dx, 0), w + min(-dx, 0))
+        shifted[ys, xs] = alpha[yt, xt]
+        darkness = rng.uniform(0.35, 0.7) * min(1.0, opacity + 0.1)
+        dark = 1.0 - darkness * np.clip(shifted / 0.5, 0, 1)
+        out = out * dark[..., None]
+        shadow_mask = (shifted > 0) & (alpha <= 0)
+    tex = clouds.texture(shape, rng) if clouds is not None else _white_texture(shape, rng)
+    if image.shape[2] != 3:
+        tex = np.repeat(tex.mean(axis=2, keepdims=True), image.shape[2], axis=2)
+    a = (alpha * opacity)[..., None]
+    out = (1 - a) * out + a * tex
+    return out.astype(np.float32), alpha > 0, shadow_mask
+
+
+def overcast(image: np.ndarray, rng: np.random.Generator, clouds: CloudBank | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """A wholly overcast date: every pixel is cloud (a thick deck with some texture)."""
+    image = np.asarray(image, np.float32)
+    shape = image.shape[:2]
+    tex = clouds.texture(shape, rng) if clouds is not None else _white_texture(shape, rng)
+    if image.shape[2] != 3:
+        tex = np.repeat(tex.mean(axis=2, keepdims=True), image.shape[2], axis=2)
+    deck = 0.88 + 0.12 * (0.5 + 0.5 * blob_noise(shape, rng, cells=3.0))
+    a = np.clip(rng.uniform(0.93, 1.0) * deck, 0, 1)[..., None]
+    base = np.clip(tex * rng.uniform(0.8, 1.05), 0, 1)
+    return ((1 - a) * image + a * base).astype(np.float32), np.ones(shape, bool)
+
+
+def fill(image: np.ndarray, share: float, rng: np.random.Generator, value: float = 0.0
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Undeclared fill: rectangles (swath edges, tile seams) of constant ``value`` (0 black or
+    1 white) covering ``share`` of the pixels; the caller decides whether it is declared."""
+    image = np.asarray(image, np.float32)
+    mask = missing_mask(image.shape[:2], share, rng)
+    out = image.copy()
+    out[mask] = value
+    return out, mask
+
+
+def stripes(image: np.ndarray, share: float, rng: np.random.Generator, value: float = 0.0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Landsat 7 SLC-off style gaps: parallel, slightly tilted stripes whose width grows away
+    from the scene centre line, covering ``share`` of the pixels (within SHARE_TOLERANCE)."""
+    image = np.asarray(image, np.float32)
+    h, w = image.shape[:2]
+    if share <= 0:
+        return image.copy(), np.zeros((h, w), bool)
+    ang = rng.uniform(-0.3, 0.3) + (np.pi / 2 if rng.random() < 0.5 else 0.0)
+    period = rng.uniform(12, 40)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    across = yy * np.cos(ang) + xx * np.sin(ang)
+    along = -yy * np.sin(ang) + xx * np.cos(ang)
+    # The gap width grows linearly away from a centre line: phase position within each stripe
+    # compared with a threshold that rises along the stripe.
+    phase = (across / period + rng.uniform(0, 1)) % 1.0
+    centre = rng.uniform(along.min(), along.max())
+    growth = np.abs(along - centre) / max(float(np.ptp(along)), 1.0)
+    score = phase - 0.5 * growth  # low score = in the gap
+    q = np.quantile(score, share)
+    mask = score <= q
+    out = image.copy()
+    out[mask] = value
+    return out, mask
+
+
+def radiometric_shift(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0
+                      ) -> np.ndarray:
+    """Between-date differences of one place: gain, offset, per-band tint and gamma (sun angle,
+    atmosphere, sensor), slight blur (another sensor or view angle)."""
+    if strength <= 0:
+        return np.asarray(image, np.float32)
+    c = image.shape[2]
+    gain = 1 + strength * rng.uniform(-0.2, 0.2)
+    offset = strength * rng.uniform(-0.04, 0.04)
+    tint = 1 + strength * rng.uniform(-0.06, 0.06, c)
+    gamma = np.exp(strength * rng.uniform(-0.2, 0.2))
+    out = np.clip(image, 0, 1) ** gamma * gain * tint + offset
+    if rng.random() < 0.3 * strength:
+        from scipy import ndimage
+
+        out = ndimage.gaussian_filter(out, sigma=(rng.uniform(0.4, 1.2),) * 2 + (0,))
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def misregister(image: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
+    """A shift of up to ``max_shift`` pixels (edge pixels repeated), as co-registered archives
+    of different dates really are."""
+    dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, 2))
+    if dy == 0 and dx == 0:
+        return image
+    h, w = image.shape[:2]
+    pad = np.pad(image, ((abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode="edge")
+    return np.ascontiguousarray(pad[abs(dy) + dy:abs(dy) + dy + h, abs(dx) + dx:abs(dx) + dx + w])
+
+
+@dataclass
+class ArtifactMix:
+    """Probabilities of each artifact in one date of a stack (drawn independently; an overcast
+    date replaces the rest). Defaults follow what real archives show: cumulus with shadows most
+    often, haze often, fills and stripes now and then, an overcast date sometimes."""
+
+    cloud: float = 0.55
+    shadow: float = 0.7  # of the clouded dates
+    haze: float = 0.3
+    overcast: float = 0.06
+    fill: float = 0.15
+    white_fill: float = 0.3  # of the fills
+    stripes: float = 0.08
+    declared: float = 0.5  # fills/stripes marked invalid (else bare values the net must reject)
+    share: tuple[float, float] = (0.1, 0.7)
+    radiometry: float = 1.0
+    misregistration: int = 2
+
+
+def spoil_input(clean: np.ndarray, rng: np.random.Generator, mix: ArtifactMix,
+                clouds: CloudBank | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One date: radiometric shift, misregistration, then the drawn artifacts.
+    Returns (image (H, W, C) float32, valid (H, W) bool, affected (H, W) bool)."""
+    img = radiometric_shift(clean, rng, mix.radiometry)
+    if mix.misregistration > 0 and rng.random() < 0.5:
+        img = misregister(img, rng, mix.misregistration)
+    shape = img.shape[:2]
+    valid = np.ones(shape, bool)
+    affected = np.zeros(shape, bool)
+    if rng.random() < mix.overcast:
+        img, aff = overcast(img, rng, clouds)
+        return img, valid, aff
+    if rng.random() < mix.haze:
+        img, aff = haze(img, rng.uniform(0.3, 1.0), rng)
+        affected |= aff
+    if rng.random() < mix.cloud:
+        img, cl, sh = cloud_with_shadow(img, rng.uniform(*mix.share), rng, clouds,
+                                        shadow=rng.random() < mix.shadow)
+        affected |= cl | sh
+    for prob, gen in ((mix.fill, fill), (mix.stripes, stripes)):
+        if rng.random() < prob:
+            value = 1.0 if rng.random() < mix.white_fill else 0.0
+            share = rng.uniform(0.05, 0.4) if gen is fill else rng.uniform(0.1, 0.3)
+            img, m = gen(img, share, rng, value)
+            affected |= m
+            if rng.random() < mix.declared:
+                valid &= ~m
+    return img, valid, affected

@@ -8,7 +8,7 @@ user can fine-tune on their region with OpenStreetMap roads and buildings.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -17,7 +17,10 @@ import numpy as np
 from wsfusion_core.classes import CLASS_NAMES, SEGMENTATION_NODATA
 from wsfusion_core.errors import InputError
 
-from .artifacts import CloudBank, corrupt
+from .artifacts import ArtifactMix, CloudBank, corrupt, spoil_input
+from .splits import TEST_TILES, TRAIN_TILES, VAL_TILES
+
+__all__ = ["TRAIN_TILES", "VAL_TILES", "TEST_TILES"]
 
 # The real mask colours (they differ from the data set's classes.json; see shared/data/README).
 DUBAI_COLOURS: dict[tuple[int, int, int], int] = {
@@ -29,9 +32,6 @@ DUBAI_COLOURS: dict[tuple[int, int, int], int] = {
     (0x9B, 0x9B, 0x9B): 0,  # Unlabeled
     (0x00, 0x00, 0x00): 0,  # no label
 }
-TRAIN_TILES = (1, 2, 3, 4, 5)
-VAL_TILES = (6,)
-TEST_TILES = (7,)
 
 
 def colour_mask_to_labels(mask: np.ndarray, colours: Mapping[tuple[int, int, int], int]
@@ -227,6 +227,10 @@ class SampleConfig:
     jitter: float = 0.0  # strength of independent per-input photometric changes
     augment: bool = True  # flips / rot90
     alternate: bool = False  # fixed scenarios: inputs alternate cloud, missing, cloud, ...
+    # "paper": clouds or missing data as the paper (corrupt); "real": artifacts like real ones
+    # (spoil_input: haze, clouds with shadows, overcast dates, fills, stripes, radiometry).
+    artifacts: str = "paper"
+    mix: ArtifactMix = field(default_factory=ArtifactMix)
 
 
 def _resize_uint8(a: np.ndarray, size: int, labels: bool) -> np.ndarray:
@@ -255,8 +259,9 @@ def make_sample(image: np.ndarray, labels: np.ndarray, k: int, cfg: SampleConfig
     affected (K,H,W) bool (for evaluation only: training never sees it)."""
     h, w = labels.shape
     c = cfg.crop
-    scale = rng.uniform(*cfg.scale_range) if cfg.scale_range[1] > cfg.scale_range[0] else \
-        cfg.scale_range[0]
+    lo_s, hi_s = cfg.scale_range
+    # Log-uniform, so ×1-×2 is drawn as often as ×4-×8 (several ground resolutions).
+    scale = float(np.exp(rng.uniform(np.log(lo_s), np.log(hi_s)))) if hi_s > lo_s else lo_s
     scale = float(min(scale, h / c, w / c))
     src = int(round(c * scale))
     if at is None:
@@ -277,6 +282,10 @@ def make_sample(image: np.ndarray, labels: np.ndarray, k: int, cfg: SampleConfig
     valid = np.ones((k, c, c), bool)
     affected = np.zeros((k, c, c), bool)
     for i in range(k):
+        if cfg.artifacts == "real":
+            spoiled, valid[i], affected[i] = spoil_input(clean, rng, cfg.mix, clouds)
+            inputs[i] = spoiled.transpose(2, 0, 1)
+            continue
         share = shares[i] if shares is not None else rng.uniform(*cfg.share_range)
         if cfg.alternate:
             kind = "cloud" if i % 2 == 0 else "missing"

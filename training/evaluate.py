@@ -17,8 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .metrics import ConfusionMatrix, l1
-
-SCENARIOS = {"S1": (2, 0.25), "S2": (6, 0.5)}
+from .splits import SCENARIOS, TEST_CLOUDS, TEST_TILES
 
 
 @dataclass
@@ -31,8 +30,8 @@ class EvalConfig:
     figure_draws: int = 3
     seed: int = 2024
     batch: int = 4
-    test_tiles: tuple[int, ...] = (7,)
-    clouds: tuple[str, ...] = ("cloud38",)
+    test_tiles: tuple[int, ...] = TEST_TILES
+    clouds: tuple[str, ...] = TEST_CLOUDS
     k_sweep: tuple[int, ...] = (2, 3, 4, 5, 6)
     share_sweep: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
     threads: int = 2

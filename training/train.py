@@ -23,6 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .splits import SCENARIOS, TRAIN_CLOUDS, TRAIN_TILES, VAL_CLOUDS, VAL_TILES
+
 CLASS_WEIGHTS = (0.5, 2.0, 1.0)  # α: background, road, building
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -33,6 +35,10 @@ class TrainConfig:
     out: str = "runs/ours"
     fusion: str = "learned"  # "learned" | "mean" (baseline)
     clean: bool = False  # the clean upper bound: segmentation net on clean images
+    architecture: str = "paper"  # quality net: "paper" (each input alone) | "set" (set-aware)
+    artifacts: str = "paper"  # "paper" (clouds / missing data) | "real" (artifacts like real)
+    banepa: bool = False  # add Banepa buildings (partial labels: only buildings labelled)
+    aux_weight: float = 0.0  # auxiliary L1(fused, clean); 0 = the paper's pure weak supervision
     name: str = ""
     epochs: int = 20
     steps_per_epoch: int = 0  # 0 → one pass of `samples_per_epoch / batch_size`
@@ -51,10 +57,10 @@ class TrainConfig:
     lr_step_epochs: int = 0  # halve every this many epochs after warm-up; 0 → from lr_halvings
     warmup_epochs: int = 0  # epochs at warmup_lr before the schedule starts at lr
     warmup_lr: float = 1e-4
-    train_tiles: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
-    val_tiles: list[int] = field(default_factory=lambda: [6])
-    train_clouds: list[str] = field(default_factory=lambda: ["ukis_sentinel2", "eolearn"])
-    val_clouds: list[str] = field(default_factory=lambda: ["ukis_landsat7"])
+    train_tiles: list[int] = field(default_factory=lambda: list(TRAIN_TILES))
+    val_tiles: list[int] = field(default_factory=lambda: list(VAL_TILES))
+    train_clouds: list[str] = field(default_factory=lambda: list(TRAIN_CLOUDS))
+    val_clouds: list[str] = field(default_factory=lambda: list(VAL_CLOUDS))
     val_crops: int = 8
     val_crop: int = 256
     device: str = "auto"
@@ -62,6 +68,9 @@ class TrainConfig:
     workers: int = 1
     seed: int = 0
     budget_min: float = 0.0  # wall-clock budget; 0 = none. Stops after the current step.
+    # Epochs sized by time: the budget is split evenly over the remaining epochs (validation
+    # included), so the whole lr schedule runs whatever the machine's speed (GPU runs).
+    time_epochs: bool = False
     recipe_note: str = ""
     # The user's own data instead of the Dubai tiles: IMAGE LABELS pairs (label raster or vector
     # layer); the bottom `user_val_fraction` of every image is kept for validation.
@@ -126,7 +135,12 @@ def user_items(cfg: TrainConfig) -> tuple[list, list]:
 
 
 def validation_scenarios(cfg: TrainConfig) -> list[tuple[str, int, float]]:
-    return [("S1", 2, 0.25), ("S2", 6, 0.5)]
+    """The paper's S1/S2 (its artifacts) and R3: K=3 dates spoiled by the realistic mix (the
+    share argument is unused there), whatever the run trains on, so ablations compare."""
+    return [(n, k, share) for n, (k, share) in SCENARIOS.items()] + [("R3", 3, 0.0)]
+
+
+_VAL_SAMPLES: dict[tuple, dict] = {}
 
 
 def validate(model: Any, items: list, cfg: TrainConfig, clouds: Any, device: str) -> dict:
@@ -144,7 +158,9 @@ def validate(model: Any, items: list, cfg: TrainConfig, clouds: Any, device: str
         for name, k, share in scenarios:
             cm = ConfusionMatrix()
             scfg = SampleConfig(crop=cfg.val_crop, augment=False, alternate=True,
-                                declared_prob=0.0)
+                                declared_prob=0.0,
+                                artifacts="real" if name.startswith("R") else "paper")
+            l1s = []
             for j, (i, y, x) in enumerate(crops):
                 rng = np.random.default_rng([cfg.seed, 99, j])
                 img, lab = items[i]
@@ -154,28 +170,41 @@ def validate(model: Any, items: list, cfg: TrainConfig, clouds: Any, device: str
                                               )[None, None]
                     labels = lab[y:y + cfg.val_crop, x:x + cfg.val_crop]
                 else:
-                    s = make_sample(img, lab, k, scfg, rng, clouds, shares=[share] * k, at=(y, x))
+                    key = (id(items), id(clouds), name, j, cfg.val_crop, cfg.seed)
+                    if key not in _VAL_SAMPLES:  # the same fixed samples every epoch: make once
+                        _VAL_SAMPLES[key] = make_sample(img, lab, k, scfg, rng, clouds,
+                                                        shares=[share] * k, at=(y, x))
+                    s = _VAL_SAMPLES[key]
                     inputs, labels = torch.from_numpy(s["inputs"])[None], s["labels"]
-                _, _, seg = model(inputs.to(device), None)
+                    valid = torch.from_numpy(s["valid"])[None].to(device)
+                fused, _, seg = model(inputs.to(device), None if cfg.clean else valid)
                 cm.update(labels, seg.argmax(1)[0].cpu().numpy())
+                if not cfg.clean:
+                    l1s.append(float((fused[0].cpu() - torch.from_numpy(s["clean"])).abs().mean()))
             out[name] = cm.scores()["miou"]
+            if l1s:
+                out[f"{name}_l1"] = float(np.mean(l1s))
     out["miou"] = float(np.mean([out[n] for n, _, _ in scenarios]))
     model.train()
     return out
 
 
 def train_step(model: Any, opt: Any, batch: dict, weight: Any, clean: bool = False,
-               device: str = "cpu") -> float:
+               device: str = "cpu", aux_weight: float = 0.0) -> float:
     """One optimiser step on the weighted cross-entropy of the segmentation *logits*
-    (``-Σ α_i S_i log p_i``; no softmax before the loss, unlike the authors' code)."""
-    import torch.nn.functional as F
+    (``-Σ α_i S_i log p_i``; no softmax before the loss, unlike the authors' code), generalised
+    to partial labels (losses.partial_label_loss), plus the optional auxiliary L1 to the clean
+    image (``aux_weight`` > 0)."""
+    from .losses import partial_label_loss, reconstruction_loss
 
     if clean:
         inputs, valid = batch["clean"][:, None].to(device), None
     else:
         inputs, valid = batch["inputs"].to(device), batch["valid"].to(device)
-    _, _, seg = model(inputs, valid)
-    loss = F.cross_entropy(seg, batch["labels"].to(device), weight=weight, ignore_index=255)
+    fused, _, seg = model(inputs, valid)
+    loss = partial_label_loss(seg, batch["labels"].to(device), weight)
+    if aux_weight > 0 and not clean:
+        loss = loss + aux_weight * reconstruction_loss(fused, batch["clean"].to(device), valid)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -188,6 +217,7 @@ def model_info(cfg: TrainConfig, history: list[dict], extra: dict[str, Any] | No
     return ModelInfo(
         tile_size=300,
         fusion="mean" if (cfg.clean or cfg.fusion == "mean") else "learned",
+        architecture=cfg.architecture if not (cfg.clean or cfg.fusion == "mean") else "paper",
         name=cfg.name or ("clean-upper-bound" if cfg.clean else f"wsfusion-{cfg.fusion}"),
         provenance={
             "method": "Rafique, Blanton, Jacobs: weakly supervised fusion of multiple overhead "
@@ -210,6 +240,26 @@ def model_info(cfg: TrainConfig, history: list[dict], extra: dict[str, Any] | No
             **(extra or {}),
         },
     )
+
+
+def adapt_state(src: dict, dst: dict) -> dict:
+    """Start a model from another's tensors. A paper quality net seeds a set-aware one: its
+    first convolution's weights go to the image channels, the set-statistic channels start at
+    zero, so the start is exactly the paper model and training adds the comparison."""
+    out = {}
+    for k, v in dst.items():
+        w = src.get(k)
+        if w is None:
+            raise ValueError(f"init weights lack {k}")
+        if w.shape == v.shape:
+            out[k] = w
+        elif w.ndim == 4 and w.shape[0] == v.shape[0] and w.shape[1] < v.shape[1]:
+            grown = v.new_zeros(v.shape)
+            grown[:, :w.shape[1]] = w
+            out[k] = grown
+        else:
+            raise ValueError(f"init weights: {k} has shape {tuple(w.shape)}, need {tuple(v.shape)}")
+    return out
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -237,20 +287,25 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     else:
         train_items = load_dubai(data / "segmentation" / "dubai", cfg.train_tiles)
         val_items = load_dubai(data / "segmentation" / "dubai", cfg.val_tiles)
+    if cfg.banepa:
+        from .banepa import load_banepa
+
+        train_items += load_banepa(data)[0]  # validation stays on Dubai: all three classes
     clouds = CloudBank.from_sources(data / "clouds", cfg.train_clouds) \
         if (data / "clouds").is_dir() else None  # None: plain white Perlin clouds
     val_clouds = CloudBank.from_sources(data / "clouds", cfg.val_clouds) \
         if (data / "clouds").is_dir() else None
 
     fusion = "mean" if cfg.clean else cfg.fusion
-    model = FusionModel(fusion=fusion)
+    model = FusionModel(fusion=fusion,
+                        architecture="paper" if fusion == "mean" else cfg.architecture)
     if cfg.init:
         from wsfusion_core.weights import load_weights
 
         start, info = load_weights(cfg.init)
         if info.fusion != fusion:
             raise ValueError(f"{cfg.init}: fusion {info.fusion!r} does not match {fusion!r}")
-        model = start.train()
+        model.load_state_dict(adapt_state(start.state_dict(), model.state_dict()))
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     steps = cfg.steps_per_epoch or max(1, cfg.samples_per_epoch // cfg.batch_size)
@@ -260,7 +315,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     start_epoch, step, best = 0, 0, -1.0
     ckpt = out / "last.pt"
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        # weights_only: tensors, dicts, lists and numbers only; never unpickles code.
+        state = torch.load(ckpt, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start_epoch, step, best = state["epoch"], state["step"], state["best"]
@@ -271,31 +327,54 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     scfg = SampleConfig(crop=cfg.crop, k_choices=cfg.k, k_probs=cfg.k_probs,
                         share_range=tuple(cfg.share), cloud_prob=cfg.cloud_prob,
                         declared_prob=cfg.declared_prob, scale_range=tuple(cfg.scale),
-                        jitter=cfg.jitter)
-    ds = FusionDataset(train_items, steps * cfg.batch_size, cfg.batch_size, scfg, clouds,
-                       seed=cfg.seed, fixed_k=1 if cfg.clean else None)
+                        jitter=cfg.jitter, artifacts=cfg.artifacts)
+    timed = cfg.time_epochs and cfg.budget_min > 0
+    ds = FusionDataset(train_items, (10 ** 8 if timed else steps) * cfg.batch_size,
+                       cfg.batch_size, scfg, clouds, seed=cfg.seed,
+                       fixed_k=1 if cfg.clean else None)
     deadline = t_start + cfg.budget_min * 60 if cfg.budget_min > 0 else math.inf
     best_path = out / "best.safetensors"
     stopped = False
+    stream = None
+    if timed:  # one long stream of samples (workers stay up), cut into epochs by the clock
+        ds.set_epoch(start_epoch + 1000)  # fresh samples after a resume
+        stream = iter(DataLoader(ds, batch_size=cfg.batch_size, shuffle=False,
+                                 num_workers=cfg.workers, collate_fn=collate,
+                                 worker_init_fn=worker_init,
+                                 persistent_workers=cfg.workers > 0,
+                                 prefetch_factor=4 if cfg.workers > 0 else None))
+    val_s = 0.0
     for epoch in range(start_epoch, cfg.epochs):
-        ds.set_epoch(epoch)
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, epoch)
-        loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False,
-                            num_workers=cfg.workers, collate_fn=collate,
-                            worker_init_fn=worker_init)
         model.train()
         losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stderr,
-                   mininterval=30)
+        if stream is not None:
+            left = cfg.epochs - epoch
+            epoch_end = time.time() + max(0.0, deadline - time.time() - val_s * left) / left
+            batches: Any = stream
+        else:
+            epoch_end = deadline
+            ds.set_epoch(epoch)
+            batches = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False,
+                                 num_workers=cfg.workers, collate_fn=collate,
+                                 worker_init_fn=worker_init)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stderr,
+                   mininterval=30, total=None if stream is not None else len(batches))
+        if stream is not None:
+            bar.total = None  # a clock-cut epoch has no fixed length
         for batch in bar:
-            losses.append(train_step(model, opt, batch, weight, cfg.clean, device))
+            losses.append(train_step(model, opt, batch, weight, cfg.clean, device,
+                                     cfg.aux_weight))
             step += 1
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
-            if time.time() > deadline:
-                stopped = True
+            if time.time() > epoch_end:
+                stopped = stream is None or time.time() > deadline
                 break
+        bar.close()
+        t_val = time.time()
         val = validate(model, val_items, cfg, val_clouds, device)
+        val_s = time.time() - t_val
         rec = {"event": "epoch", "epoch": epoch + 1, "step": step,
                "loss": float(np.mean(losses)) if losses else None,
                "lr": opt.param_groups[0]["lr"], "val": val, "partial": stopped,
@@ -305,9 +384,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if val["miou"] > best:
             best = val["miou"]
             save_weights(best_path, model, model_info(cfg, history, {"selected_epoch": epoch + 1}))
+        tmp = ckpt.with_name(ckpt.name + ".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
                     "epoch": epoch + 1, "step": step,
-                    "best": best, "history": history, "config": asdict(cfg)}, ckpt)
+                    "best": best, "history": history, "config": asdict(cfg)}, tmp)
+        tmp.replace(ckpt)  # a kill mid-write never leaves a torn checkpoint
         if stopped:
             _log(log_path, {"event": "budget reached", "minutes": cfg.budget_min})
             break

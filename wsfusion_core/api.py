@@ -19,10 +19,11 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 from rasterio.windows import Window
 
+from . import gdal_errors
 from .blend import FinishedRows, StripBuffer
 from .engines import Engine, make_engine
 from .engines import plan as plan_engine
-from .errors import Cancelled, InputError, WsfusionError
+from .errors import Cancelled, InputError, WsfusionError, only_wsfusion_errors
 from .grid import AlignedReader, align
 from .options import DEFAULT_BANDS, DEFAULT_OVERLAP, METHODS, band_problem, check_choice
 from .report import InspectReport, inspect
@@ -65,6 +66,8 @@ class FusionResult:
     chunks: Any = None  # distributed.RunStats of a chunked or cluster run
 
 
+@only_wsfusion_errors
+@gdal_errors.capture()  # GDAL's messages recorded (writers check them), never printed
 def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          segmentation: PathLike | None = None,
          quality: PathLike | None = None,
@@ -77,6 +80,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          reference: PathLike | None = None,
          cog: bool = False,
          overwrite: bool = False,
+         verify: bool = False,
          progress: Callable[[float], None] | None = None,
          cancel: Callable[[], bool] | None = None,
          log: Callable[[str], None] | None = None,
@@ -89,7 +93,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     ``learned`` weights every input per pixel by the quality net (invalid pixels weigh 0) and
     applies those weights to the original values of all bands; ``mean``/``median`` are per-pixel
     composites over the valid inputs. Optional outputs: the segmentation class map and the
-    per-input quality weights. Nothing is written unless the whole run succeeds.
+    per-input quality weights. Nothing is written unless the whole run succeeds; ``verify``
+    decodes every output block before publishing. Only WsfusionError subclasses escape.
 
     ``chunk`` (pixels) runs the same engine window by window, ``cluster`` (a dask Client, a
     scheduler address or file, or a number of local workers) runs the windows on
@@ -185,10 +190,11 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             stats = fuse_chunked(ChunkedRun(
                 al.inputs, grid, plan, method, net_bands, scales, al.count, dtype, nodata,
                 num_classes, q_path is not None, runner, weights, device, out_path,
-                chunk, cluster, resume, open_outputs, [i.path for i in al.inputs] +
-                [al.reference.path]), progress=cb, cancel=cancel, say=say)
+                chunk, cluster, resume, lambda: OutputSet(overwrite, verify), open_outputs,
+                [i.path for i in al.inputs] + [al.reference.path]),
+                progress=cb, cancel=cancel, say=say)
         else:
-            outs = stack.enter_context(OutputSet())
+            outs = stack.enter_context(OutputSet(overwrite, verify))
             fused_w, seg_w, q_w = open_outputs(outs)
             engine = make_engine(method, runner, scales, net_bands, seg_w is not None,
                                  q_w is not None)
@@ -204,7 +210,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             run_plan(plan, readers, engine, buffer,
                      lambda rows: _write(rows, fused_w, seg_w, q_w), cancel=cancel, tick=tick)
             _poll(cancel)
-            outs.commit()
+            outs.commit(lambda: _poll(cancel))
             stats = None
     cb(1.0)
     seconds = time.perf_counter() - t0

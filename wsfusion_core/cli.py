@@ -1,8 +1,9 @@
 """``wsfusion-raster``: the command line face of ``wsfusion_core.api`` (fuse, info, demo).
 
 Every user-facing failure is one line ``Error: <message>`` on stderr and exit 1, so shell
-scripts and GIS batch tools can rely on the exit code; Ctrl-C asks the engine to stop at the
-next batch (it removes its temp files) and exits 130, the shell convention for SIGINT.
+scripts and GIS batch tools can rely on the exit code; Ctrl-C, SIGTERM and SIGHUP ask the engine
+to stop at the next batch (it removes its temp files) and exit 128 + the signal number (130,
+143, 129), the shell convention.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import signal
 import sys
 import traceback
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -22,8 +24,7 @@ from .options import DEVICES, METHODS, STAC_GROUPS, parse_bands
 if TYPE_CHECKING:
     from .api import FusionResult
 
-EXIT_CANCELLED = 130
-_STATE = {"debug": bool(os.environ.get("WSFUSION_DEBUG"))}
+_STATE: dict[str, Any] = {"debug": bool(os.environ.get("WSFUSION_DEBUG")), "signal": None}
 SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
 
 
@@ -41,8 +42,11 @@ class _Group(click.Group):
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         except (Cancelled, KeyboardInterrupt, click.Abort):
             _trace()
-            click.echo("Cancelled", err=True)
-            code = EXIT_CANCELLED
+            signum = int(_STATE.get("signal") or signal.SIGINT)
+            with suppress(OSError):  # after SIGHUP the terminal may be gone
+                click.echo("Cancelled" + ("" if signum == signal.SIGINT else
+                                          f" ({signal.Signals(signum).name})"), err=True)
+            code = 128 + signum  # the shell convention: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
         except click.ClickException as exc:
             _trace()
             click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
@@ -156,34 +160,43 @@ class _Progress:
             self.bar = None
 
 
-class _CtrlC:
-    """First Ctrl-C sets a flag the engine polls between batches (it then cleans up and raises
-    Cancelled); a second one interrupts at once."""
+class _Stop:
+    """Ctrl-C, SIGTERM (timeout, systemd, batch schedulers) and SIGHUP (a closed terminal) all
+    set a flag the engine polls between batches: it then removes its temp files and raises
+    Cancelled, and the exit code is 128 + the signal number. A second signal interrupts at
+    once (the outputs' clean-up still runs)."""
+
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
+                    if hasattr(signal, n))
 
     def __init__(self) -> None:
         self.flag = False
-        self._old: Any = None
+        self._old: dict[int, Any] = {}
 
     def __call__(self) -> bool:
         return self.flag
 
-    def _handler(self, _signum: int, _frame: Any) -> None:
+    def _handler(self, signum: int, _frame: Any) -> None:
         if self.flag:
             raise KeyboardInterrupt
         self.flag = True
-        click.echo("\nCtrl-C: stopping after the current batch (press again to abort now)",
-                   err=True)
+        _STATE["signal"] = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        with suppress(OSError):
+            click.echo(f"\n{name}: stopping after the current batch (again to abort now)",
+                       err=True)
 
-    def __enter__(self) -> _CtrlC:
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread (e.g. embedded): rely on KeyboardInterrupt
-            self._old = None
+    def __enter__(self) -> _Stop:
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread (embedded): rely on KeyboardInterrupt
+                pass
         return self
 
     def __exit__(self, *_exc: Any) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def _run_fuse(inputs: Sequence[str], output: str, quiet: bool, desc: str = "fusing",
@@ -192,8 +205,8 @@ def _run_fuse(inputs: Sequence[str], output: str, quiet: bool, desc: str = "fusi
 
     progress = _Progress(quiet, desc)
     try:
-        with _CtrlC() as ctrl_c:
-            return fuse(list(inputs), output, progress=progress.update, cancel=ctrl_c,
+        with _Stop() as stop:
+            return fuse(list(inputs), output, progress=progress.update, cancel=stop,
                         log=progress.log, **kwargs)
     finally:
         progress.close()
@@ -258,13 +271,15 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               help="Output window side in pixels for chunked / cluster runs (default 4096).")
 @click.option("--resume", is_flag=True,
               help="Reuse the finished windows of an interrupted chunked run.")
+@click.option("--verify", is_flag=True, help="Decode every block of the outputs before "
+              "publishing them (always checked: their structure).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info lines.")
 @debug_option
 def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
          asset: str, group: str, segmentation: str | None,
          quality: str | None, weights: str | None, method: str, device: str,
          batch_size: int | None, overlap: int, bands: tuple[int, ...] | None,
-         reference: str | None, cog: bool, overwrite: bool, workers: int | None,
+         reference: str | None, cog: bool, overwrite: bool, verify: bool, workers: int | None,
          address: str | None, scheduler_file: str | None, chunk: int | None, resume: bool,
          quiet: bool) -> None:
     """Fuse INPUT rasters of the same place into one GeoTIFF.
@@ -289,8 +304,8 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
     kwargs: dict[str, Any] = dict(
         segmentation=segmentation, quality=quality, method=method, weights=weights,
         device=device, batch_size=batch_size, overlap=overlap, bands=bands, reference=reference,
-        cog=cog, overwrite=overwrite, cluster=clusters[0] if clusters else None, chunk=chunk,
-        resume=resume)
+        cog=cog, overwrite=overwrite, verify=verify, cluster=clusters[0] if clusters else None,
+        chunk=chunk, resume=resume)
     if stac:
         from .sources import stac_inputs
 

@@ -364,6 +364,7 @@ class ChunkedRun:
     chunk: int | None
     cluster: Any
     resume: bool
+    new_outputs: Callable[[], Any]  # an empty writers.OutputSet as the local run makes it
     open_outputs: Callable[[Any], tuple[Any, Any, Any]]
     sources: Sequence[Path]  # every file the result depends on (for the resume fingerprint)
 
@@ -373,7 +374,6 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
     """Compute every chunk (here or on the cluster), then mosaic the parts into the outputs and
     publish them together. Parts are removed on success, and on failure unless ``resume``."""
     from .classes import SEGMENTATION_NODATA
-    from .writers import OutputSet
 
     size = run.chunk or DEFAULT_CHUNK
     layers = [Layer("fused", run.count, run.dtype, run.nodata)]
@@ -414,13 +414,13 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
                         model=model, cluster=run.cluster, progress=progress, cancel=cancel,
                         say=say)
         _poll(cancel)
-        with OutputSet() as outs:
+        with run.new_outputs() as outs:
             writers = dict(zip(("fused", "segmentation", "quality"), run.open_outputs(outs)))
             for lay in layers:
                 vrt = write_vrt(folder / f"{lay.kind}.vrt", run.grid, lay, chunks)
                 copy_into(vrt, writers[lay.kind], run.grid.height)
                 _poll(cancel)
-            outs.commit()
+            outs.commit(lambda: _poll(cancel))
     except BaseException:
         if not run.resume:
             remove_folder(folder)

@@ -6,9 +6,10 @@ dialog fields (the CLI adds its flags, QGIS its field names)."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-from typing import Union
+from typing import Any, Callable, TypeVar, Union
 
 
 class WsfusionError(Exception):
@@ -37,3 +38,31 @@ class WeightsError(WsfusionError):
 
 class Cancelled(WsfusionError):
     """The caller's cancel callable returned True; partial outputs were removed."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def only_wsfusion_errors(fn: F) -> F:
+    """Let only WsfusionError out of a public entry point, so that every caller (CLI, QGIS,
+    scripts) can print one line: anything unexpected becomes one that names its type, with the
+    original chained for debugging."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except WsfusionError:
+            raise
+        except MemoryError:
+            raise WsfusionError("out of memory", hint="use a smaller batch size, or close "
+                                "other programs") from None
+        except OSError as exc:
+            text = exc.strerror or str(exc)
+            raise WsfusionError(text[:1].lower() + text[1:], path=exc.filename) from exc
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise WsfusionError(f"unexpected {type(exc).__name__}: {first}",
+                                hint="this is a bug, please report it") from exc
+
+    return wrapper  # type: ignore[return-value]

@@ -1,6 +1,12 @@
 """The networks of the paper: a quarter-width U-Net used as quality net and segmentation net,
 and the masked-softmax fusion that ties them together.
 
+Two quality architectures: ``paper`` scores every input alone (the paper's); ``set`` also shows
+each input the per-pixel median, minimum and maximum of all *valid* inputs at that place, so
+"brighter than the other dates here" is visible (clouds, haze) while a bright roof that every
+date shares is not penalised. The set statistics are symmetric functions of the inputs, so the
+logits are permutation-equivariant by construction, for any K >= 1.
+
 One definition serves inference (wsfusion_core) and training (training/).
 """
 
@@ -13,6 +19,27 @@ import torch.nn.functional as F
 from torch import nn
 
 DEFAULT_WIDTHS: tuple[int, ...] = (16, 32, 64, 128, 128)
+ARCHITECTURES: tuple[str, ...] = ("paper", "set")
+SET_STATS = 3  # median, minimum, maximum over the valid inputs
+
+
+def set_statistics(images: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pixel median, minimum and maximum over the valid inputs, per channel.
+
+    images (B, K, C, H, W), valid (B, K, H, W) bool or None → (B, 3*C, H, W). Invalid inputs
+    never enter the statistics; where no input is valid they are 0. The median of an even
+    count is the lower middle value (torch.nanmedian), still a symmetric function."""
+    x = images.float()
+    if valid is None:
+        med = x.median(dim=1).values
+        return torch.cat([med, x.amin(dim=1), x.amax(dim=1)], dim=1)
+    v = valid.unsqueeze(2).expand_as(x)
+    med = torch.where(v, x, torch.full_like(x, float("nan"))).nanmedian(dim=1).values
+    lo = torch.where(v, x, torch.full_like(x, float("inf"))).amin(dim=1)
+    hi = torch.where(v, x, torch.full_like(x, float("-inf"))).amax(dim=1)
+    stats = torch.cat([med, lo, hi], dim=1)
+    any_valid = valid.any(dim=1, keepdim=True)
+    return torch.where(any_valid, stats, torch.zeros_like(stats))
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
@@ -90,28 +117,41 @@ class FusionModel(nn.Module):
     """Quality net → masked softmax fusion → segmentation net, trained end to end (§3.5).
 
     ``fusion="mean"`` gives the paper's baseline: the plain average of the valid inputs,
-    no quality net."""
+    no quality net. ``architecture`` picks the quality net: ``paper`` (each input alone) or
+    ``set`` (each input plus the set statistics of all valid inputs; see module docstring)."""
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3,
-                 widths: Sequence[int] = DEFAULT_WIDTHS, fusion: str = "learned") -> None:
+                 widths: Sequence[int] = DEFAULT_WIDTHS, fusion: str = "learned",
+                 architecture: str = "paper") -> None:
         super().__init__()
         if fusion not in ("learned", "mean"):
             raise ValueError(f"fusion must be 'learned' or 'mean', not {fusion!r}")
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {architecture!r}")
         self.fusion = fusion
-        self.quality = UNet(in_channels, 1, widths) if fusion == "learned" else None
+        self.architecture = architecture
+        q_in = in_channels * (1 + SET_STATS) if architecture == "set" else in_channels
+        self.quality = UNet(q_in, 1, widths) if fusion == "learned" else None
         self.segmentation = UNet(in_channels, num_classes, widths)
 
-    def quality_logits(self, images: torch.Tensor) -> torch.Tensor:
+    def quality_logits(self, images: torch.Tensor, valid: torch.Tensor | None = None
+                       ) -> torch.Tensor:
         """(B, K, C, H, W) → (B, K, H, W). All K inputs go through the net as one batch, so
-        BatchNorm sees every artifact type together (a flaw of the authors' code)."""
+        BatchNorm sees every artifact type together (a flaw of the authors' code). The ``set``
+        architecture needs ``valid`` (B, K, H, W) to keep invalid pixels out of its statistics;
+        None means every pixel is valid."""
         b, k = images.shape[:2]
         if self.quality is None:
             return torch.zeros((b, k) + images.shape[-2:], device=images.device)
         flat = images.flatten(0, 1)
+        if self.architecture == "set":
+            stats = set_statistics(images, valid).to(images.dtype)
+            stats = stats.unsqueeze(1).expand(b, k, *stats.shape[1:]).flatten(0, 1)
+            flat = torch.cat([flat, stats], dim=1)
         return self.quality(flat).view(b, k, *images.shape[-2:])
 
     def forward(self, images: torch.Tensor, valid: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """images (B, K, C, H, W) scaled to 0..1 → (fused, weights, segmentation logits)."""
-        fused, weights = fuse_by_quality(images, self.quality_logits(images), valid)
+        fused, weights = fuse_by_quality(images, self.quality_logits(images, valid), valid)
         return fused, weights, self.segmentation(fused)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .classes import CLASS_COLOURS, SEGMENTATION_NODATA
 from .errors import InputError, OutputError
+from .publish import describe_oserror, fsync_file, publish_all, temp_path
 
 NODATA_RGB = (40, 40, 40)  # shown where a raster has no valid data
 GAP = 6
@@ -93,14 +94,15 @@ def quicklook(inputs: Sequence[str | os.PathLike], fused: str | os.PathLike,
 
     out = Path(output)
     if not out.parent.is_dir():
-        raise OutputError(f"{out}: folder {out.parent} does not exist")
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+        raise OutputError(f"folder {out.parent} does not exist", path=out)
+    tmp = temp_path(out, "tmp", ".png")
     try:
         canvas.save(tmp, format="PNG", optimize=True)
-        os.replace(tmp, out)
+        fsync_file(tmp)
+        publish_all([(tmp, out)], overwrite=True)
     except OSError as exc:
-        raise OutputError(f"{out}: cannot write the quicklook ({exc.strerror or exc})") from None
+        raise OutputError(f"cannot write the quicklook ({describe_oserror(exc)})",
+                          path=out) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return out

@@ -8,7 +8,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
-from .errors import InputError, WsfusionError
+from . import gdal_errors
+from .errors import InputError, WsfusionError, only_wsfusion_errors
 from .grid import RasterInfo, alignment_problems, describe
 from .options import DEFAULT_BANDS, band_problem
 from .view import PERCENTILES
@@ -71,6 +72,8 @@ def _mask_text(info: RasterInfo) -> str:
             "mask": "internal mask", "none": "all pixels (no nodata or mask)"}[info.mask_kind]
 
 
+@only_wsfusion_errors
+@gdal_errors.capture()
 def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
             bands: Sequence[int] | None = None) -> InspectReport:
     """Describe the inputs and what fuse would do; incompatibilities are listed, not raised

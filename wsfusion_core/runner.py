@@ -78,7 +78,7 @@ class ModelRunner:
             img = torch.from_numpy(view).to(dev)
             val = torch.from_numpy(v).to(dev)
             with self._autocast():
-                logits = self.model.quality_logits(img)
+                logits = self.model.quality_logits(img, val)
             fused_view, w = fuse_by_quality(img, logits.float(), val)
             work = torch.float64 if d.dtype.itemsize > 2 else torch.float32
             orig = torch.from_numpy(d).to(dev, dtype=work)

@@ -2,8 +2,9 @@
 
 STAC items of one date (one pass of the satellite or one flight) are mosaicked into one virtual
 raster (VRT) per date, so each date is one input of the fusion, as the paper treats dates.
-Nothing is downloaded here: remote hrefs become GDAL virtual file system paths (``/vsicurl/``,
-``/vsis3/``, ``/vsigs/``) that GDAL reads lazily, window by window, wherever the engine runs.
+Nothing is downloaded: remote hrefs are named as GDAL virtual file system paths (``/vsicurl/``,
+``/vsis3/``, ``/vsigs/``) and refused in one line, since the input guard reads local files
+only (docs/scale.md says what allowing them would take).
 """
 
 from __future__ import annotations
@@ -92,8 +93,13 @@ def stac_assets(path: str | os.PathLike, asset: str) -> list[StacAsset]:
         if when is None:
             raise InputError(f"{p}: item {it.id} has no datetime")
         bbox = it.bbox or [0.0, 0.0, 0.0, 0.0]
-        out.append(StacAsset(it.id, gdal_path(it.assets[asset].href, p.parent), when,
-                             (bbox[0] + bbox[2]) / 2))
+        href = gdal_path(it.assets[asset].href, p.parent)
+        if href.startswith("/vsi"):
+            # The input guard reads local files only (a VRT must not pull URLs into an output).
+            raise InputError(f"item {it.id}: asset {asset!r} is remote ({it.assets[asset].href});"
+                             " only local files are read", path=p,
+                             hint="download or mount the assets and point the hrefs at them")
+        out.append(StacAsset(it.id, href, when, (bbox[0] + bbox[2]) / 2))
     return out
 
 

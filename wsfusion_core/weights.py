@@ -18,6 +18,8 @@ from safetensors import safe_open
 
 from .classes import CLASS_COLOURS, CLASS_NAMES
 from .errors import WeightsError
+from .publish import fsync_file, temp_path
+from .weights_schema import problems as metadata_problems
 
 if TYPE_CHECKING:  # torch loads only when a model is built: ``info`` and read_info stay light
     import torch
@@ -45,6 +47,8 @@ class ModelInfo:
     in_channels: int = 3
     widths: list[int] = field(default_factory=_default_widths)
     fusion: str = "learned"
+    # Quality-net architecture (model.ARCHITECTURES); files without it are the paper's.
+    architecture: str = "paper"
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     class_colours: list[list[int]] = field(default_factory=lambda: [list(c) for c in CLASS_COLOURS])
     # The 0..1 network view (view.py) becomes (x - mean) / std before the networks.
@@ -70,15 +74,21 @@ class ModelInfo:
             raise WeightsError(f"metadata is not valid JSON ({exc.msg})", path=source) from None
         if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
             raise WeightsError(f"not a {FORMAT} file", path=source)
+        bad = metadata_problems(data)  # before any tensor is built from these numbers
+        if bad:
+            raise WeightsError(f"invalid metadata: {'; '.join(bad[:3])}", path=source)
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def build_model(info: ModelInfo) -> FusionModel:
-    from .model import FusionModel
+    from .model import ARCHITECTURES, FusionModel
 
+    if info.architecture not in ARCHITECTURES:
+        raise WeightsError(f"unknown quality-net architecture {info.architecture!r} in the "
+                           f"metadata (this version knows {', '.join(ARCHITECTURES)})")
     return FusionModel(num_classes=info.num_classes, in_channels=info.in_channels,
-                       widths=info.widths, fusion=info.fusion)
+                       widths=info.widths, fusion=info.fusion, architecture=info.architecture)
 
 
 def save_weights(path: str | os.PathLike, model: FusionModel, info: ModelInfo,
@@ -88,11 +98,15 @@ def save_weights(path: str | os.PathLike, model: FusionModel, info: ModelInfo,
 
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
-    os.chmod(tmp, 0o644)  # weights are data to share, not secrets
-    os.replace(tmp, path)
+    tmp = temp_path(path, "tmp", ".safetensors")
+    try:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: info.to_json()})
+        os.chmod(tmp, 0o644)  # weights are data to share, not secrets
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     if write_card:
         path.with_suffix(".json").write_text(info.to_json() + "\n")
     return path
@@ -118,13 +132,16 @@ def load_weights(path: str | os.PathLike | None = None, device: str | torch.devi
     """Build the model its metadata describes and load its tensors, in eval mode."""
     path = resolve_weights(path)
     info = read_info(path)
-    model = build_model(info)
+    try:
+        model = build_model(info)
+    except WeightsError as exc:  # raised without the file: name it
+        raise WeightsError(exc.message, path=path, hint=exc.hint) from None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+    except Exception as exc:  # torch: RuntimeError; safetensors: its own error types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise WeightsError(f"tensors do not match the architecture in its metadata ({first})",
                            path=path) from None
     return model.to(device).eval(), info

@@ -1,9 +1,10 @@
 """GeoTIFF outputs: profiles, the output dtype/nodata rule, atomic writing in whole blocks,
 colour table and class tags, Cloud-Optimized copies, GDAL cache sizing.
 
-Every output is written to a hidden temp file beside its target and moved into place with
-``os.replace`` only when the whole run succeeded, so a crash, an error or a cancel never leaves a
-half-written file and never touches an existing one.
+Every output is written to a hidden temp file beside its target, closed, synced and checked,
+and all are moved into place together (publish.py) only when the whole run succeeded, so a
+crash, an error, a full disk or a cancel never leaves a half-written file and never touches an
+existing one.
 """
 
 from __future__ import annotations
@@ -11,22 +12,26 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from . import gdal_errors
 from .classes import CLASS_COLOURS, CLASS_NAMES, SEGMENTATION_NODATA
 from .errors import OutputError
+from .input_guard import file_kind
+from .output_checks import storage_failures, verify_geotiff, write_failure
+from .publish import OVERWRITE_HINT, fsync_file, publish_all, remove_stale, temp_path
 
 if TYPE_CHECKING:
     from .grid import Grid, RasterInfo
 
 BLOCK = 256  # GeoTIFF block side; also the composites' strip height (whole blocks per strip)
-OVERWRITE_HINT = "allow overwriting to replace it"
 Nodata = Union[float, int, None]
 
 
@@ -86,14 +91,24 @@ def check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bo
         if real in seen:
             raise OutputError("the same path is given for two outputs", path=out)
         seen[real] = out
-        if out.is_dir():
+        try:
+            mode = os.stat(out).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and stat.S_ISDIR(mode):
             raise OutputError("is a directory", path=out)
+        if mode is not None and not stat.S_ISREG(mode):
+            # Replacing a device node or FIFO with a file would break what uses it.
+            raise OutputError(f"is {file_kind(mode)}, not a regular file; outputs are written "
+                              "as new files only", path=out)
         if out.exists() and not overwrite:
             raise OutputError("already exists", path=out, hint=OVERWRITE_HINT)
         if not out.parent.is_dir():
             raise OutputError(f"folder {out.parent} does not exist", path=out)
         if not os.access(out.parent, os.W_OK):
             raise OutputError(f"folder {out.parent} is not writable", path=out)
+    for folder in {p.parent for p in outputs}:
+        remove_stale(folder)  # left by runs killed outright (SIGKILL, power loss)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -104,10 +119,12 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 class AtomicGeoTIFF:
-    """One output raster written through a temp file; ``commit`` publishes, ``abort`` removes.
+    """One output raster written through a temp file; ``OutputSet.commit`` publishes it.
 
     ``append`` takes rows in order and writes whole blocks only, so every GeoTIFF block is
-    written once, complete (no partial block waits in GDAL's cache or is re-read)."""
+    written once, complete (no partial block waits in GDAL's cache or is re-read). Every GDAL
+    call is checked: an exception, or a storage failure GDAL only reported to its error handler
+    (recorded by the ``OutputSet``), becomes one OutputError naming the target and the cause."""
 
     def __init__(self, target: str | os.PathLike, profile: dict[str, Any], cog: bool = False,
                  overview_resampling: str = "average") -> None:
@@ -117,19 +134,57 @@ class AtomicGeoTIFF:
         self.profile = profile
         self._pending: list[np.ndarray] = []  # appended rows not yet written (< one block)
         self._next_row = 0  # raster row where the pending rows start
-        stem = f".{self.target.name}.{os.getpid()}"
-        self.tmp = self.target.with_name(f"{stem}.tmp.tif")
-        self.cog_tmp = self.target.with_name(f"{stem}.cog.tif")
+        self.tmp = temp_path(self.target, "tmp")
+        self.cog_tmp = temp_path(self.target, "cog")
+        self.siblings: list[AtomicGeoTIFF] = [self]  # the run's outputs (for space estimates)
+        self.verify_full = False
+        self.dataset: Any = None
+        self._rec = gdal_errors.current()
+        self._mark = self._rec.mark() if self._rec else 0
         try:
-            self.dataset = rasterio.open(self.tmp, "w", **profile)
-        except Exception as exc:
+            self._guard(lambda: setattr(self, "dataset", rasterio.open(self.tmp, "w", **profile)),
+                        "cannot be created")
+        except BaseException:
             self._remove()
-            raise OutputError(f"cannot be created ({exc})", path=self.target) from None
+            raise
+
+    @property
+    def staged(self) -> Path:
+        """The finished file that publishing moves onto the target."""
+        return self.cog_tmp if self.cog else self.tmp
+
+    @property
+    def raw_bytes(self) -> int:
+        """Uncompressed size; with a COG the plain copy and the COG (with overviews) coexist."""
+        p = self.profile
+        n = p["width"] * p["height"] * p["count"] * np.dtype(p["dtype"]).itemsize
+        return int(n * (2.4 if self.cog else 1.0))
+
+    def _guard(self, step: Any, what: str = "writing failed") -> None:
+        """Run one GDAL step; raise one line if it raised or GDAL reported a storage failure."""
+        try:
+            step()
+        except OutputError:
+            raise
+        except Exception as exc:  # rasterio raises several types, OSError included
+            raise self._failure(exc, what) from None
+        if self._rec is not None:
+            bad = storage_failures(self._rec.messages[self._mark:])
+            if bad:
+                raise self._failure(None, what)
+
+    def _failure(self, exc: BaseException | None, what: str) -> OutputError:
+        texts = [m.text for m in self._rec.failures_since(self._mark)] if self._rec else []
+        same_disk = [w for w in self.siblings if w.target.parent == self.target.parent]
+        temps = [p for w in same_disk for p in (w.tmp, w.cog_tmp) if p.exists()]
+        return write_failure(self.target, texts, sum(w.raw_bytes for w in same_disk), exc, what,
+                             sum(p.stat().st_size for p in temps))
 
     def write(self, array: np.ndarray, row: int) -> None:
         """Write rows ``row .. row+h`` across the full width (array (count, h, width))."""
         h = array.shape[-2]
-        self.dataset.write(array, window=Window(0, row, self.profile["width"], h))
+        self._guard(lambda: self.dataset.write(
+            array, window=Window(0, row, self.profile["width"], h)))
 
     def append(self, rows: np.ndarray) -> None:
         """Queue the next rows (count, h, width); write as many whole blocks as are complete."""
@@ -146,17 +201,18 @@ class AtomicGeoTIFF:
         self._pending = [rows[:, take:]] if take < rows.shape[1] else []
 
     def finish(self) -> None:
-        """Write the last partial block, close the temp file (and make its COG copy); the
-        target is still untouched."""
+        """Write the last partial block, close and sync the temp file (and make its COG copy),
+        then check that what is on disk is whole; the target is still untouched."""
         self._write_pending(sum(p.shape[1] for p in self._pending))
-        self.dataset.close()
+        self._guard(self.dataset.close)
+        self._guard(lambda: fsync_file(self.tmp))
         if self.cog:
-            self._to_cog()
-
-    def publish(self) -> Path:
-        os.replace(self.cog_tmp if self.cog else self.tmp, self.target)
-        self._remove()
-        return self.target
+            self._guard(self._to_cog, "Cloud-Optimized GeoTIFF conversion failed")
+            self._guard(lambda: fsync_file(self.cog_tmp))
+            self._unlink(self.tmp)
+        problem = verify_geotiff(self.staged, self.profile, full=self.verify_full)
+        if problem is not None:
+            raise self._failure(None, f"the written file is damaged ({problem})")
 
     def _to_cog(self) -> None:
         from rasterio.shutil import copy
@@ -166,50 +222,66 @@ class AtomicGeoTIFF:
                 "RESAMPLING": self.overview_resampling.upper(), "OVERVIEWS": "IF_NEEDED"}
         if "predictor" in self.profile:
             opts["PREDICTOR"] = "FLOATING_POINT" if kind == "f" else "YES"
-        try:
-            copy(str(self.tmp), str(self.cog_tmp), driver="COG", **opts)
-        except Exception as exc:
-            raise OutputError(f"Cloud-Optimized GeoTIFF conversion failed ({exc})",
-                              path=self.target) from None
+        copy(str(self.tmp), str(self.cog_tmp), driver="COG", **opts)
 
     def abort(self) -> None:
-        with suppress(Exception):
-            self.dataset.close()
+        if self.dataset is not None:
+            with suppress(Exception):
+                self.dataset.close()
         self._remove()
 
     def _remove(self) -> None:
-        for p in (self.tmp, self.cog_tmp, Path(f"{self.tmp}.aux.xml"),
-                  Path(f"{self.cog_tmp}.aux.xml")):
+        for p in (self.tmp, self.cog_tmp):
+            self._unlink(p)
+
+    @staticmethod
+    def _unlink(p: Path) -> None:
+        for f in (p, Path(f"{p}.aux.xml")):
             with suppress(FileNotFoundError):
-                p.unlink()
+                f.unlink()
 
 
 class OutputSet:
-    """All outputs of one run, published together: on any exception (a Cancelled included) every
-    temp file is removed and no target is touched."""
+    """All outputs of one run, published together (publish.publish_all): on any exception (a
+    Cancelled included) every temp file is removed and no target is touched. While open, GDAL's
+    messages are recorded (not printed) so that the writers can check them."""
 
-    def __init__(self) -> None:
+    def __init__(self, overwrite: bool = False, verify: bool = False) -> None:
         self.items: list[AtomicGeoTIFF] = []
+        self.overwrite = overwrite
+        self.verify = verify
+        self._capture: Any = None
 
     def add(self, writer: AtomicGeoTIFF) -> AtomicGeoTIFF:
         self.items.append(writer)
+        writer.siblings = self.items
+        writer.verify_full = self.verify
         return writer
 
-    def commit(self) -> None:
-        # Close (and COG-convert) every file first, then rename: a failure in the slow part
-        # leaves no target half-published.
+    def commit(self, before_publish: Callable[[], None] | None = None) -> None:
+        """Close, convert and check every file first, then move them all: a failure in the slow
+        part leaves every target untouched. ``before_publish`` may still raise (a cancel that
+        arrived during a long COG conversion) and nothing is published."""
         for w in self.items:
             w.finish()
+            if before_publish is not None:
+                before_publish()
+        publish_all([(w.staged, w.target) for w in self.items], self.overwrite)
         for w in self.items:
-            w.publish()
+            w._remove()
 
     def __enter__(self) -> OutputSet:
+        self._capture = gdal_errors.capture()
+        self._capture.__enter__()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            for w in self.items:
-                w.abort()
+        try:
+            if exc_type is not None:
+                for w in self.items:
+                    w.abort()
+        finally:
+            self._capture.__exit__(exc_type, exc, tb)
 
 
 def open_fused(target: Path, grid: Grid, count: int, dtype: str, nodata: Nodata, cog: bool,
@@ -217,8 +289,9 @@ def open_fused(target: Path, grid: Grid, count: int, dtype: str, nodata: Nodata,
                rgb: bool = False) -> AtomicGeoTIFF:
     profile = base_profile(grid, count, dtype, nodata)
     # Say it explicitly: GDAL would otherwise call the 4th band of a 4-band byte image alpha
-    # (a NIR band is not transparency).
-    profile["photometric"] = "RGB" if rgb and count == 3 else "MINISBLACK"
+    # (a NIR band is not transparency). RGB inputs give red/green/blue bands 1-3 and leave any
+    # further band (NIR) undefined, as in the inputs.
+    profile["photometric"] = "RGB" if rgb and count >= 3 else "MINISBLACK"
     w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="average")
     for i, d in enumerate(descriptions, start=1):
         if d and i <= count:

@@ -115,6 +115,11 @@ def test_stac_errors_are_one_line(tmp_path):
                          tmp_path / "o.tif")
     assert code == 1 and "no asset 'nir'" in text and "visual" in text
 
+    items[0].assets["visual"].href = "https://example.com/scene.tif"  # never fetched
+    code, text = run_cli("--stac", save(tmp_path, items[:1]), "-o", tmp_path / "o.tif")
+    lines = [ln for ln in text.splitlines() if ln.startswith("Error:")]
+    assert code == 1 and len(lines) == 1 and "is remote" in lines[0]
+
 
 def test_input_list_equals_the_same_files_as_arguments(tmp_path, dates):
     _stac, whole = dates

@@ -122,6 +122,8 @@ def test_segmentation_and_quality_outputs_and_style(plugin, scene_paths, tiny_we
     assert renderer.type() == "paletted"
     assert [c.label for c in renderer.classes()] == list(CLASS_NAMES)
     assert [c.color.getRgb()[:3] for c in renderer.classes()] == [tuple(c) for c in CLASS_COLOURS]
+    # the background is transparent: roads and buildings show over the imagery
+    assert [c.color.alpha() for c in renderer.classes()] == [0, 255, 255]
     project.clear()
 
 
@@ -217,7 +219,7 @@ def test_missing_dependency_gives_install_command(plugin, scene_paths, tmp_path,
     monkeypatch.setattr(dependencies, "private_dir", lambda settings_dir=None: tmp_path / "deps")
     with pytest.raises(QgsProcessingException) as info:
         _run({"INPUTS": [str(p) for p in scene_paths], "OUTPUT": str(tmp_path / "o.tif"),
-              "METHOD": 1})
+              "METHOD": 0})
     msg = str(info.value)
     assert "wsfusion_absent_pkg" in msg and "Install Python dependencies" in msg
     # the exact terminal command: this Python running the plugin's installer into the folder

@@ -114,7 +114,7 @@ def test_missing_packages_fail_with_the_install_command(profile, tmp_path):
     a = write_raster(tmp_path / "a.tif", np.full((3, 20, 20), 9, np.uint8))
     out = tmp_path / "out.tif"
     proc = _qgis_process(profile, ["run", "wsfusion:fuse", "--", f"INPUTS={a}", f"OUTPUT={out}",
-                                   "METHOD=1"], site=False, cwd=tmp_path)
+                                   "METHOD=0"], site=False, cwd=tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     installer = profile / "profiles/default/python/plugins/wsfusion/dependencies.py"

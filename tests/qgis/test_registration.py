@@ -37,7 +37,7 @@ def test_fuse_parameters(plugin):
     assert alg.flags() & QgsProcessingAlgorithm.FlagSupportsBatch
     assert alg.flags() & QgsProcessingAlgorithm.FlagCanCancel
     help_text = alg.shortHelpString()
-    for words in ("weighted average", "Segmentation", "Quality weights", "nodata", "GeoTIFF"):
+    for words in ("weighted average", "Segmentation", "quality weights", "nodata", "GeoTIFF"):
         assert words in help_text
 
 

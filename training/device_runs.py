@@ -1,0 +1,188 @@
+"""Several trainings at once on one GPU: the main recipe on the paper's 20-epoch schedule and
+the ablation lines on a shorter one, each a separate process sharing the card, with the CPU
+cores split between their data-synthesis workers. Each run's best weights land in
+``OUT/<name>/weights.safetensors`` (its whole validation history is in the file's metadata);
+``OUT/summary.md`` holds the table and each run's last log lines.
+
+    python3 -m training.device_runs --data .device/data --out "$OUT" --minutes 4.5
+    python3 -m training.device_runs --table "$OUT"     # the ablation table from such a folder
+
+Everything is sized by wall-clock time (``--time-epochs``), so the lr schedules complete on any
+machine; a run still alive ``--grace`` seconds after its budget is stopped and its best weights
+so far are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+DEFAULT_INIT = "wsfusion_core/data/weights/default.safetensors"
+
+# name → (flags, worker share, epochs, what the line tests)
+RUNS: dict[str, tuple[list[str], int, int, str]] = {
+    "main": (["--architecture", "set", "--artifacts", "real", "--aux-weight", "1.0"], 5, 20,
+             "the new recipe, the paper's 20-epoch schedule"),
+    "abl_set": (["--architecture", "set", "--artifacts", "real", "--aux-weight", "1.0"], 2, 10,
+                "reference for the ablations (main recipe, short schedule)"),
+    "abl_paper_arch": (["--architecture", "paper", "--artifacts", "real", "--aux-weight", "1.0"],
+                       2, 10, "paper quality net instead of the set-aware one"),
+    "abl_old_artifacts": (["--architecture", "set", "--artifacts", "paper", "--aux-weight",
+                           "1.0"], 2, 10, "the paper's artifacts instead of the realistic ones"),
+    "abl_no_aux": (["--architecture", "set", "--artifacts", "real", "--aux-weight", "0"], 2, 10,
+                   "no auxiliary loss (the paper's pure weak supervision)"),
+}
+COMMON = ["--banepa", "--init", DEFAULT_INIT, "--batch-size", "8", "--crop", "192",
+          "--scale", "1", "8", "--k", "1", "2", "3", "4", "5", "6",
+          "--k-probs", "0.05", "0.25", "0.25", "0.2", "0.15", "0.1", "--lr", "5e-4",
+          "--lr-halvings", "3", "--time-epochs", "--val-crops", "8", "--val-crop", "256",
+          "--threads", "1", "--seed", "12"]
+SMOKE = ["--batch-size", "2", "--crop", "96", "--val-crops", "1", "--val-crop", "96",
+         "--device", "cpu"]
+
+
+def launch(data: str, scratch: Path, minutes: float, workers_total: int, smoke: bool,
+           only: Sequence[str] | None) -> dict[str, subprocess.Popen]:
+    names = [n for n in RUNS if not only or n in only]
+    shares = sum(RUNS[n][1] for n in names)
+    procs = {}
+    for name in names:
+        flags, share, epochs, _ = RUNS[name]
+        workers = max(1, round(workers_total * share / shares))
+        out = scratch / name
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "training.train", "--data", data, "--out", str(out),
+               "--name", f"wsfusion-{name}", *COMMON, *flags,
+               "--epochs", str(2 if smoke else epochs), "--budget-min", f"{minutes:.3f}",
+               "--workers", str(workers),
+               "--recipe-note", f"device run {name}: {RUNS[name][3]}; {minutes:.1f} min budget, "
+                                f"{workers} data workers, {len(names)} runs sharing one GPU"]
+        if smoke:
+            cmd += SMOKE
+        log = open(out / "train.log", "w")
+        procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        log.close()
+    return procs
+
+
+def wait(procs: dict[str, subprocess.Popen], until: float) -> dict[str, int | None]:
+    while time.time() < until and any(p.poll() is None for p in procs.values()):
+        time.sleep(2)
+    codes: dict[str, int | None] = {}
+    for name, p in procs.items():
+        if p.poll() is None:  # over time: stop it (its checkpoints and best weights stay)
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            codes[name] = None
+        else:
+            codes[name] = p.returncode
+    return codes
+
+
+def _history(weights: Path) -> tuple[dict, list]:
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        meta = json.loads((f.metadata() or {})["wsfusion"])
+    prov = meta.get("provenance", {})
+    return meta, prov.get("validation_history", [])
+
+
+def table(out: Path) -> str:
+    """Markdown table of the runs in ``out`` (synthetic validation: Dubai tile 6, held-out
+    validation clouds)."""
+    rows = ["| run | arch | artifacts | aux | epochs | steps | sel. epoch | val mIoU | S1 | S2 "
+            "| R3 | R3 L1 | what it tests |", "|" + "---|" * 13]
+    for name in RUNS:
+        w = out / name / "weights.safetensors"
+        if not w.is_file():
+            rows.append(f"| {name} | – | – | – | – | – | – | (no weights) | | | | | "
+                        f"{RUNS[name][3]} |")
+            continue
+        meta, hist = _history(w)
+        prov = meta["provenance"]
+        rec = prov["recipe"]
+        sel = prov.get("selected_epoch", len(hist))
+        v = hist[sel - 1]["val"] if hist else {}
+
+        def f(key: str, v: dict = v) -> str:
+            return f"{v[key]:.3f}" if key in v else "–"
+
+        rows.append(f"| {name} | {meta.get('architecture', 'paper')} | {rec['artifacts']} | "
+                    f"{rec['aux_weight']:g} | {len(hist)} | {hist[-1]['step'] if hist else 0} | "
+                    f"{sel} | {f('miou')} | {f('S1')} | {f('S2')} | {f('R3')} | {f('R3_l1')} | "
+                    f"{RUNS[name][3]} |")
+    return "\n".join(rows) + "\n\n(synthetic validation numbers: Dubai tile 6 with held-out " \
+        "validation clouds; S1/S2 the paper's artifacts, R3 K=3 realistic artifacts)\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m training.device_runs",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=".device/data")
+    p.add_argument("--out", help="folder for OUT/<name>/weights.safetensors and summary.md")
+    p.add_argument("--scratch", default="/tmp/wsfusion_device_runs")
+    p.add_argument("--minutes", type=float, default=4.5, help="training budget per run")
+    p.add_argument("--grace", type=float, default=60, help="seconds past the budget to wait")
+    p.add_argument("--workers", type=int, default=0, help="data workers in all (0: cores - 3)")
+    p.add_argument("--only", nargs="+", choices=list(RUNS), help="a subset of the runs")
+    p.add_argument("--smoke", action="store_true", help="tiny CPU schedule (tests the path)")
+    p.add_argument("--table", metavar="DIR", help="only print the table of a finished OUT")
+    a = p.parse_args(argv)
+    if a.table:
+        print(table(Path(a.table)))
+        return 0
+    if not a.out:
+        p.error("--out is required")
+    out, scratch = Path(a.out), Path(a.scratch)
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    # The cores this process may use (a container may see the host's count in cpu_count).
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 4)
+    workers = a.workers or max(len(RUNS), min(cores, 32) - 3)
+    t0 = time.time()
+    procs = launch(a.data, scratch, a.minutes, workers, a.smoke, a.only)
+    codes = wait(procs, t0 + a.minutes * 60 + a.grace)
+    lines = [f"# device runs ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, "
+             f"{time.time() - t0:.0f} s, {workers} data workers in all)", ""]
+    for name, code in codes.items():
+        best = scratch / name / "best.safetensors"
+        if best.is_file():
+            (out / name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(best, out / name / "weights.safetensors")
+        log = (scratch / name / "train.log")
+        tail = log.read_text(errors="replace").splitlines()[-6:] if log.is_file() else []
+        status = "ok" if code == 0 else ("stopped at the time limit" if code is None
+                                         else f"exit {code}")
+        hist = scratch / name / "log.jsonl"
+        epochs = []
+        for rec in (json.loads(t) for t in hist.read_text().splitlines()) if hist.is_file() \
+                else []:
+            if rec.get("event") == "epoch":
+                v = rec["val"]
+                epochs.append(f"{rec['epoch']}: step {rec['step']} loss {rec['loss'] or 0:.3f} "
+                              f"lr {rec['lr']:.2g} val " + " ".join(
+                                  f"{k} {x:.3f}" for k, x in v.items()))
+        lines += [f"## {name}: {status}", "```", *epochs, *[t[-400:] for t in tail], "```", ""]
+    summary = table(out) + "\n" + "\n".join(lines)
+    (out / "summary.md").write_text(summary)
+    print(summary)
+    return 0 if all(c == 0 for c in codes.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Opening rasters that came from someone else: only regular local files, only the raster formats
+a GIS user brings, no VRT that reads arbitrary files, and only data types the engine computes in.
+
+GDAL opens whatever it recognises: a FIFO blocks ``open`` forever, a device node streams
+endlessly, a VRT named ``.tif`` can pull raw bytes from any local file (``VRTRawRasterBand``) or a
+URL into the output. So the file is ``stat``-ed before GDAL sees it, a VRT's XML is checked
+before GDAL parses it, and GDAL is asked to try only the allowed drivers.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
+# GDAL short names; a name this GDAL build lacks is ignored. COG files open as GTiff.
+ALLOWED_DRIVERS = ("GTiff", "VRT", "JP2OpenJPEG", "JP2KAK", "JP2ECW", "JPEG", "PNG", "WEBP",
+                   "HFA", "ENVI", "EHdr", "ERS", "GPKG", "NITF", "PCIDSK", "SAGA", "RST",
+                   "AAIGrid", "GSBG", "ISIS3", "PDS4")
+FORMATS_TEXT = "GeoTIFF/COG, VRT, JPEG2000, JPEG, PNG, WebP, Erdas IMG, ENVI, GeoPackage, NITF"
+# Config options in force while an input is opened.
+SAFE_CONFIG = {"GDAL_VRT_ENABLE_RAWRASTERBAND": "NO", "GDAL_VRT_ENABLE_PYTHON": "NO"}
+# What the engine blends in (float64 for 32-bit integers); 64-bit integers would lose precision.
+SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+GDAL_TYPE_NAMES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+                   "uint32": "UInt32", "int32": "Int32", "float32": "Float32",
+                   "float64": "Float64"}
+MAX_VRT_BYTES = 16 * 2**20
+MAX_VRT_DEPTH = 4
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str:
+    """'a named pipe (FIFO)', 'a directory', ... for a non-regular ``st_mode``."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
+
+
+def check_regular(path: str | os.PathLike) -> Path:
+    """The file exists, is readable and is a regular file (symlinks followed); before any open,
+    so a FIFO cannot block us."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise InputError("file not found", path=p) from None
+    except OSError as exc:
+        raise InputError(f"cannot be read ({(exc.strerror or str(exc)).lower()})",
+                         path=p) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError("is a directory, not a raster", path=p)
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"is {file_kind(st.st_mode)}, not a regular file; only raster files "
+                         "are read", path=p)
+    return p
+
+
+def check_vrt(path: Path, depth: int = 0) -> None:
+    """Refuse a VRT (whatever its name) with raw bands, Python pixel functions, or sources that
+    are not regular local files; nested VRTs are checked too."""
+    with open(path, "rb") as f:
+        head = f.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
+        if not head.startswith(b"<VRTDataset"):
+            return
+        f.seek(0)
+        text = f.read(MAX_VRT_BYTES + 1)
+    if len(text) > MAX_VRT_BYTES:
+        raise InputError(f"VRT larger than {MAX_VRT_BYTES // 2**20} MB; refused", path=path)
+    if depth >= MAX_VRT_DEPTH:
+        raise InputError(f"VRTs nested more than {MAX_VRT_DEPTH} deep; refused", path=path)
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise InputError(f"not a valid VRT ({exc})", path=path) from None
+    for el in root.iter():
+        if el.tag == "VRTRasterBand" and el.get("subClass") == "VRTRawRasterBand":
+            raise InputError("VRT with a raw raster band (VRTRawRasterBand), which can read "
+                             "any local file; refused", path=path)
+        if el.tag == "PixelFunctionLanguage" and (el.text or "").strip().lower() == "python":
+            raise InputError("VRT with a Python pixel function; refused", path=path)
+        if el.tag == "SourceFilename":
+            _check_source(path, el, depth)
+
+
+def _check_source(vrt: Path, el: ET.Element, depth: int) -> None:
+    name = (el.text or "").strip()
+    if not name or name.startswith(("/vsi", "<")) or "://" in name or ":" in name[2:8]:
+        raise InputError(f"VRT source {name[:80]!r} is not a local file; refused", path=vrt)
+    src = vrt.parent / name if el.get("relativeToVRT") == "1" else Path(name)
+    try:
+        check_regular(src)
+    except InputError as exc:
+        raise InputError(f"VRT source refused: {exc}", path=vrt) from None
+    check_vrt(src, depth + 1)
+
+
+def open_input(path: str | os.PathLike) -> DatasetReader:
+    """``rasterio.open`` for an input: checks first, then only the allowed drivers, with VRT raw
+    bands and Python code disabled. InputError naming the file when refused or unreadable."""
+    import rasterio
+    from rasterio.io import DatasetReader
+
+    p = check_regular(path)
+    try:
+        check_vrt(p)
+    except OSError as exc:
+        raise InputError(f"cannot be read ({(exc.strerror or str(exc)).lower()})",
+                         path=p) from None
+    try:
+        with rasterio.Env(**SAFE_CONFIG):
+            # DatasetReader takes a driver list (rasterio.open only one name); an absolute path
+            # so that no name is read as a GDAL prefix such as "NETCDF:".
+            return DatasetReader(os.path.abspath(p), driver=list(ALLOWED_DRIVERS))
+    except Exception as exc:  # rasterio raises several types for unreadable headers
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "not recognized as" in first or "not a supported file format" in first:
+            raise InputError(f"not a raster in an accepted format ({FORMATS_TEXT})",
+                             path=p) from None
+        raise InputError(f"not a readable raster ({first})", path=p) from None
+
+
+def dtype_problem(info: Any) -> InputError | None:
+    """Data types the engine does not compute in (complex, 64-bit integers), naming the file."""
+    if info.dtype in SUPPORTED_DTYPES:
+        return None
+    kind = "complex" if np.dtype(info.dtype).kind == "c" else "unsupported"
+    return InputError(f"has {kind} data type {info.dtype}, which cannot be fused", path=info.path,
+                      hint=f"convert it to one of {', '.join(SUPPORTED_DTYPES)} first "
+                           "(e.g. gdal_translate -ot Float32)")
+
+
+__all__ = ["ALLOWED_DRIVERS", "SAFE_CONFIG", "SUPPORTED_DTYPES", "dtype_problem", "check_regular",
+           "check_vrt", "file_kind", "open_input"]
