@@ -193,7 +193,13 @@ def test_local_cluster_of_two_processes_equals_the_local_run(tmp_path, random_we
     local = outputs(tmp_path, "local")
     run(inputs, local, random_weights)
     outs = outputs(tmp_path, "cluster")
-    res = run(inputs, outs, random_weights, cluster=2, chunk=384)
+    from distributed import Client, LocalCluster
+
+    # the caller's own Client (``cluster=N`` makes the same LocalCluster: see the CLI tests)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as lc, Client(lc) as client:
+        res = run(inputs, outs, random_weights, cluster=client, chunk=384)
+        assert client.status == "running"  # a caller's client is left open
     same_outputs(local, outs)
     assert res.chunks.workers == 2 and res.chunks.chunks == 4
     assert len(res.chunks.peak_mb) >= 1 and all(v > 0 for v in res.chunks.peak_mb.values())
