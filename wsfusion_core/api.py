@@ -98,7 +98,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
 
     ``chunk`` (pixels) runs the same engine window by window, ``cluster`` (a dask Client, a
     scheduler address or file, or a number of local workers) runs the windows on
-    dask.distributed; both give the local result (see distributed.py). ``resume`` reuses the
+    dask.distributed; both give the local result (see chunked.py). ``resume`` reuses the
     finished windows of an interrupted chunked run with the same settings."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
@@ -185,7 +185,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         num_classes = runner.info.num_classes if seg_path and runner else 0
         total = make_engine(method, runner, scales, net_bands, False, False).units(plan)
         if chunked:
-            from .distributed import ChunkedRun, fuse_chunked
+            from .chunked import ChunkedRun, fuse_chunked
 
             stats = fuse_chunked(ChunkedRun(
                 al.inputs, grid, plan, method, net_bands, scales, al.count, dtype, nodata,

@@ -21,7 +21,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from wsfusion_core import distributed
+from wsfusion_core import chunked
 from wsfusion_core.api import fuse
 from wsfusion_core.chunks import plan_chunks, region_for
 from wsfusion_core.errors import Cancelled
@@ -121,7 +121,7 @@ def test_odd_chunks_in_one_process_equal_the_local_run(tmp_path, random_weights,
     run(inputs, local, random_weights)
     # 1000: CPU grouping (halo only); 1536: whole global batches, as on a GPU
     for chunk, whole in ((1000, None), (1536, True)):
-        monkeypatch.setattr(distributed, "WHOLE_BATCHES", whole)
+        monkeypatch.setattr(chunked, "WHOLE_BATCHES", whole)
         outs = outputs(tmp_path, f"chunk{chunk}")
         res = run(inputs, outs, random_weights, chunk=chunk)
         same_outputs(local, outs)
