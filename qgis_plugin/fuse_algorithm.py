@@ -58,7 +58,11 @@ nodata in an input get weight zero. The networks were trained only from road and
 are local files GDAL can read (GeoTIFF and the like), covering the same area, with the same \
 bands, e.g. 8-bit RGB or RGB + near infrared. Every band is fused and written; \
 <i>Network bands</i> only chooses which three the networks look at (default 1,2,3 = red, green, \
-blue). They are aligned onto the grid of the first input (or of <i>Output grid from layer</i>). \
+blue; e.g. 4,3,2 for Sentinel-2). 8-bit images are read as stored; other types are put on \
+one radiometric scale for all inputs (<i>Radiometric scale</i>: <tt>auto</tt> estimates it \
+jointly, <tt>s2</tt> means reflectance &times; 10000), so a cloudy input still looks brighter \
+than a clear one. They are aligned onto the grid of the first input (or of <i>Output grid from \
+layer</i>). \
 Web layers (WMS, XYZ) \
 must first be saved to a GeoTIFF.</p>
 <p><b>Outputs.</b> <i>Fused image</i>: a GeoTIFF on the reference grid with all bands fused \
@@ -229,6 +233,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     OVERLAP = "OVERLAP"
     BATCH_SIZE = "BATCH_SIZE"
     BANDS = "BANDS"
+    SCALE = "SCALE"
     REFERENCE = "REFERENCE"
     COG = "COG"
 
@@ -287,6 +292,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterString(
                 self.BANDS, "Network bands (e.g. 1,2,3)", defaultValue="",
                 optional=True),
+            QgsProcessingParameterString(
+                self.SCALE, "Radiometric scale for all inputs (auto, s2, landsat-c2, reflectance, "
+                "LO,HI, a divisor, per-input)", defaultValue="auto", optional=True),
             QgsProcessingParameterRasterLayer(
                 self.REFERENCE, "Output grid from layer",
                 optional=True),
@@ -361,6 +369,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             batch_size=batch if batch > 0 else None,
             overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
             bands=parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
+            # parsed by wsfusion_core.view.parse_scale, like --scale (errors: one clear line)
+            scale=self.parameterAsString(parameters, self.SCALE, context) or "auto",
             reference=reference,
             cog=self.parameterAsBool(parameters, self.COG, context),
         )

@@ -1,8 +1,15 @@
 """Make the shipped demo sample ``wsfusion_core/data/sample/`` (run once; the output is committed).
 
-Three 512×512 crops of different dates of one NAIP quarter-quad (../shared/data/geotiff/
-naip_multidate), each spoiled with real cloud shapes and texture and with a gap, plus the clean
-crop of the first (reference) date as ``clean_reference.tif``. Deterministic (fixed seed).
+- ``banepa/``: 16 OpenAerialMap tiles of Banepa, Nepal (../shared/data/segmentation/banepa,
+  the ``predict`` tiles: no labels, never trained on), mosaicked and resampled (area average)
+  to 0.8 m in UTM 45N, then spoiled three times by the artifact code of ``training/artifacts.py``
+  (real 38-Cloud texture, eo-learn cloud shapes, shadows, haze, fill, stripes, radiometric shift),
+  each input with another kind of validity; input 3 on a grid offset by half a pixel. Plus the
+  clean mosaic as ``clean_reference.tif``.
+- ``s2_pair/``: one real Sentinel-2 L1C cloudy/clear pair (../shared/data/real_clouds/
+  sen12mscr_pairs, patch 85_p492), bands B4, B3, B2 as uint16 reflectance x 10000.
+
+Deterministic (fixed seed). ``PROVENANCE.md`` is written beside the files.
 
     .venv/bin/python scripts/make_sample.py [--shared ../shared] [--out wsfusion_core/data/sample]
 """
@@ -11,168 +18,183 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from PIL import Image
-from rasterio.enums import ColorInterp
-from rasterio.windows import Window, from_bounds
-from scipy import ndimage
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.merge import merge
+from rasterio.transform import from_origin
+from rasterio.warp import reproject, transform_bounds
 
 ROOT = Path(__file__).resolve().parents[1]
-DATES = ("20100629", "20140720", "20180716")  # first = reference date
-# In the reference date's pixels: a section road and a farmstead among prairie lakes.
-CROP = Window(col_off=10, row_off=205, width=512, height=512)
-SIZE = 512
-SEED = 20240607
-EOLEARN_DATES = (14, 26)  # CLP time steps with ~40 % soft cloud cover
-# PHOTOMETRIC=RGB + ALPHA=UNSPECIFIED: band 4 is NIR, not alpha (GDAL's default for 4 bytes).
+sys.path.insert(0, str(ROOT))
+
+SEED = 20261127
+TILES = [(x, y) for y in range(220243, 220247) for x in range(386697, 386701)]  # 4 x 4 block
+DST_CRS = CRS.from_epsg(32645)  # UTM 45N (Nepal)
+RES = 0.8  # metres: within the 0.5-1 m the models were trained at (buildings best found here)
+S2_PATCH = "85_p492"
+S2_BANDS = (4, 3, 2)
 PROFILE = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate",
-               predictor=2, zlevel=9, interleave="pixel", photometric="RGB", alpha="UNSPECIFIED")
+               predictor=2, zlevel=9, interleave="pixel")
 
 
-def value_noise(shape: tuple[int, int], rng: np.random.Generator, octaves: int = 5,
-                base: int = 4) -> np.ndarray:
-    """Perlin-like fractal noise in 0..1: bicubic-upsampled random grids summed over octaves."""
-    h, w = shape
-    total = np.zeros(shape, np.float32)
-    amp, norm = 1.0, 0.0
-    for o in range(octaves):
-        cells = base * 2**o
-        grid = rng.random((cells + 1, cells + 1), dtype=np.float32)
-        img = Image.fromarray(grid, mode="F").resize((w, h), Image.BICUBIC)
-        total += amp * np.asarray(img, np.float32)
-        norm += amp
-        amp *= 0.5
-    total /= norm
-    return (total - total.min()) / (total.max() - total.min() + 1e-9)
+def banepa_mosaic(shared: Path) -> tuple[np.ndarray, dict]:
+    """The 16 tiles on one 0.5 m UTM grid: (3, H, W) float32 0..1 and the grid profile."""
+    folder = shared / "data" / "segmentation" / "banepa" / "predict" / "oam"
+    srcs = [rasterio.open(folder / f"OAM-{x}-{y}-19.tif") for x, y in TILES]
+    try:
+        mos, transform = merge(srcs, indexes=[1, 2, 3])
+        crs = srcs[0].crs
+    finally:
+        for s in srcs:
+            s.close()
+    h, w = mos.shape[1:]
+    west, north = transform.c, transform.f
+    east, south = west + w * transform.a, north + h * transform.e
+    b = transform_bounds(crs, DST_CRS, west, south, east, north)
+    # Inside the reprojected footprint (no empty corners); whole 256 px blocks not needed.
+    x0, y1 = np.ceil(b[0] / RES) * RES + 2, np.floor(b[3] / RES) * RES - 2
+    width = int((b[2] - 2 - x0) // RES)
+    height = int((y1 - (b[1] + 2)) // RES)
+    dst_t = from_origin(x0, y1, RES, RES)
+    out = np.zeros((3, height, width), np.float32)
+    reproject(mos.astype(np.float32), out, src_transform=transform, src_crs=crs,
+              dst_transform=dst_t, dst_crs=DST_CRS, resampling=Resampling.average)
+    return out / 255.0, dict(crs=DST_CRS, transform=dst_t, width=width, height=height,
+                             src=(mos, transform, crs))
 
 
-def _resize(a: np.ndarray, shape: tuple[int, int], blur: float = 0.0) -> np.ndarray:
-    img = Image.fromarray(a.astype(np.float32), mode="F").resize(shape[::-1], Image.BILINEAR)
-    out = np.asarray(img, np.float32)
-    return ndimage.gaussian_filter(out, blur) if blur else out
+def regrid(src: tuple, profile: dict, dx: float, dy: float) -> tuple[np.ndarray, object]:
+    """The mosaic resampled onto the grid shifted by (dx, dy) metres: a real alignment case."""
+    mos, transform, crs = src
+    t = from_origin(profile["transform"].c + dx, profile["transform"].f + dy, RES, RES)
+    out = np.zeros((3, profile["height"], profile["width"]), np.float32)
+    reproject(mos.astype(np.float32), out, src_transform=transform, src_crs=crs,
+              dst_transform=t, dst_crs=DST_CRS, resampling=Resampling.average)
+    return out / 255.0, t
 
 
-def cloud38(shared: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Real Landsat 8 cloud: (texture 0..1 brightness, binary shape) from the 38-Cloud patch."""
-    d = shared / "data" / "clouds" / "cloud38"
-    with rasterio.open(glob.glob(str(d / "truecolor_*.TIF"))[0]) as src:
-        rgb = src.read().astype(np.float32)
-    with rasterio.open(glob.glob(str(d / "gt_*.TIF"))[0]) as src:
-        gt = src.read(1) > 127
-    lum = rgb.mean(axis=0)
-    lo, hi = np.percentile(lum[gt], [5, 99])
-    return np.clip((lum - lo) / (hi - lo), 0, 1), gt.astype(np.float32)
-
-
-def cloud_layer(shape_alpha: np.ndarray, texture: np.ndarray, rng: np.random.Generator,
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Alpha (0..1) and RGB colour of one cloud scene: the real shape thinned and thickened by
-    fractal noise, coloured white-grey by the real cloud texture."""
-    detail = value_noise((SIZE, SIZE), rng, octaves=6, base=3)
-    alpha = np.clip(shape_alpha * (0.55 + 0.9 * detail), 0, 1) ** 0.8
-    grey = 185 + 70 * texture  # cloud tops are bright, near-neutral
-    colour = np.stack([grey * 0.99, grey, grey * 1.02])
-    return alpha, np.clip(colour, 0, 255)
-
-
-def spoil(img: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    out = img.astype(np.float32).copy()
-    out[:3] = out[:3] * (1 - alpha) + colour * alpha
-    out[3] = out[3] * (1 - alpha) + colour[1] * alpha  # clouds are bright in NIR too
-    return np.clip(out, 0, 255).round().astype(np.uint8)
-
-
-def read_crop(path: Path, bounds) -> tuple[np.ndarray, dict]:
-    with rasterio.open(path) as src:
-        win = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
-        win = Window(win.col_off, win.row_off, SIZE, SIZE)
-        data = src.read(window=win)
-        prof = dict(crs=src.crs, transform=src.window_transform(win), count=src.count,
-                    dtype=src.dtypes[0], width=SIZE, height=SIZE,
-                    descriptions=src.descriptions, window=win)
-    return data, prof
-
-
-def write(path: Path, data: np.ndarray, prof: dict, nodata=None, mask=None, tags=None) -> None:
-    kw = dict(PROFILE, crs=prof["crs"], transform=prof["transform"], count=data.shape[0],
-              dtype=data.dtype.name, width=SIZE, height=SIZE, nodata=nodata)
+def write_rgb8(path: Path, img01: np.ndarray, transform, nodata=None, mask=None) -> None:
+    data = (np.clip(img01, 0, 1) * 255).round().astype(np.uint8)
+    prof = dict(PROFILE, width=data.shape[2], height=data.shape[1], count=3, dtype="uint8",
+                crs=DST_CRS, transform=transform, nodata=nodata, photometric="RGB")
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(path, "w", **kw) as dst:
+        with rasterio.open(path, "w", **prof) as dst:
             dst.write(data)
-            dst.descriptions = ("red", "green", "blue", "nir")
-            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue,
-                               ColorInterp.undefined]
+            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
             if mask is not None:
                 dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
-            dst.update_tags(**(tags or {}))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", type=Path, default=ROOT / ".." / "shared")
-    ap.add_argument("--out", type=Path, default=ROOT / "wsfusion_core" / "data" / "sample")
-    args = ap.parse_args()
+def make_banepa(shared: Path, out: Path) -> list[str]:
+    from training import artifacts as art
+
     rng = np.random.default_rng(SEED)
-    src_dir = args.shared / "data" / "geotiff" / "naip_multidate"
-    paths = [next(src_dir.glob(f"m_*_{d}.tif")) for d in DATES]
-    with rasterio.open(paths[0]) as src:
-        bounds = rasterio.windows.bounds(CROP, src.transform)
+    bank = art.CloudBank.from_sources(shared / "data" / "clouds", ["cloud38", "eolearn"])
+    clean, prof = banepa_mosaic(shared)
+    out.mkdir(parents=True, exist_ok=True)
+    write_rgb8(out / "clean_reference.tif", clean, prof["transform"])
+    hwc = np.moveaxis(clean, 0, -1)
+    # The source has its own gap (pure white in the OAM tiles): declared where the input can.
+    from scipy import ndimage
 
-    # Cloud shapes: the 38-Cloud mask (reference date) and two eo-learn soft probabilities;
-    # texture from the 38-Cloud true-colour patch. Each scene is shifted towards a different
-    # part of the crop so that every spot is clear on at least one date.
-    texture, gt = cloud38(args.shared)
-    clp = np.load(args.shared / "data" / "clouds" / "eolearn_slovenia" / "CLP.npy")[..., 0]
-    shapes = [_resize(np.rot90(gt), (SIZE, SIZE), blur=4),
-              _resize(clp[EOLEARN_DATES[0]], (SIZE, SIZE), blur=2),
-              _resize(np.fliplr(clp[EOLEARN_DATES[1]]), (SIZE, SIZE), blur=2)]
-    tex = _resize(texture, (SIZE, SIZE))
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
-    centres = [(0.3, 0.3), (0.7, 0.45), (0.4, 0.75)]
-    layers = []
-    for shape, (cy, cx) in zip(shapes, centres):
-        focus = np.exp(-(((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 0.2**2)))
-        layers.append(cloud_layer(np.clip(shape * (0.1 + 1.3 * focus), 0, 1),
-                                  np.rot90(tex, k=len(layers)), rng))
-    cloudy = np.stack([a > 0.35 for a, _ in layers])
-    alone = cloudy.all(axis=0)  # nowhere clear: thin the third date's cloud there
-    layers[2] = (np.where(alone, layers[2][0] * 0.2, layers[2][0]), layers[2][1])
+    hole = ndimage.binary_dilation((clean >= 0.98).all(axis=0), iterations=2)
+    notes = []
 
-    # Gaps: declared nodata (input 1), undeclared black (input 2), internal mask (input 3).
-    gaps = [(slice(380, 470), slice(20, 200)), (slice(0, 512), slice(440, 512)),
-            (slice(60, 170), slice(300, 420))]
-    args.out.mkdir(parents=True, exist_ok=True)
-    stats = []
-    for i, (path, (alpha, colour), gap) in enumerate(zip(paths, layers, gaps), 1):
-        clean, prof = read_crop(path, bounds)
-        if i == 1:
-            write(args.out / "clean_reference.tif", clean, prof, nodata=0,
-                  tags={"WSFUSION_SAMPLE": f"clean crop of {path.name}"})
-        img = spoil(clean, alpha, colour)
-        img[img == 0] = 1 if i == 1 else 0  # keep real pixels distinct from declared nodata
-        valid = np.ones((SIZE, SIZE), bool)
-        valid[gap] = False
-        img[:, gap[0], gap[1]] = 0
-        how = ["gap = nodata 0 (declared)", "gap = black, no nodata declared",
-               "gap = internal mask (also black)"][i - 1]
-        write(args.out / f"input_{i}_{DATES[i - 1]}.tif", img, prof,
-              nodata=0 if i == 1 else None, mask=valid if i == 3 else None,
-              tags={"WSFUSION_SAMPLE": f"{path.name} + clouds + {how}"})
-        win = prof["window"]
-        stats.append({"file": f"input_{i}_{DATES[i - 1]}.tif", "source": path.name,
-                      "window": [int(win.col_off), int(win.row_off), SIZE, SIZE],
-                      "cloud_share": round(float((alpha > 0.35).mean()), 3),
-                      "gap_share": round(float((~valid).mean()), 3), "gap": how})
-    cover = np.stack([a > 0.35 for a, _ in layers]).all(axis=0).mean()
-    print(json.dumps({"inputs": stats, "cloudy_on_all_dates": round(float(cover), 4),
-                      "bounds": list(bounds)}, indent=1))
-    total = sum(p.stat().st_size for p in args.out.glob("*.tif"))
-    print(f"total {total / 1e6:.2f} MB in {args.out}")
+    # 1: thick cloud with its shadow over 35 %, a gap declared as nodata = 0.
+    img, _, _ = art.cloud_with_shadow(hwc, 0.35, rng, bank, opacity=0.97)
+    img, gap = art.fill(img, 0.08, rng, 0.0)
+    gap |= hole
+    img = np.where(gap[..., None], 0.0, np.maximum(img, 1 / 255))  # 0 only in the gaps
+    write_rgb8(out / "input_1.tif", np.moveaxis(img, -1, 0), prof["transform"], nodata=0)
+    notes.append("thick cloud (38-Cloud texture) with its shadow over 35 %; an 8 % gap "
+                 "declared as **nodata = 0** (and the source's own gap)")
+
+    # 2: another date: gain/tint shift, haze veil over half, an undeclared black strip.
+    img = art.radiometric_shift(hwc, rng, 0.7)
+    img, _ = art.haze(img, 0.5, rng)
+    img, _, _ = art.cloud_with_shadow(img, 0.15, rng, bank, opacity=0.9)
+    img, _ = art.fill(img, 0.06, rng, 0.0)
+    write_rgb8(out / "input_2.tif", np.moveaxis(img, -1, 0), prof["transform"])
+    notes.append("radiometric shift, haze veil over 50 %, cloud with shadow over 15 %, a 6 % "
+                 "black fill, **no nodata declared** (the source's white gap stays as it is)")
+
+    # 3: on a grid offset by half a pixel; cloud, SLC-off stripes marked in an internal mask.
+    moved, t3 = regrid(prof["src"], prof, RES / 2, -RES / 2)
+    img = art.radiometric_shift(np.moveaxis(moved, 0, -1), rng, 0.5)
+    img, _, _ = art.cloud_with_shadow(img, 0.3, rng, bank, opacity=0.95)
+    img, gaps = art.stripes(img, 0.12, rng, 0.0)
+    hole3 = ndimage.binary_dilation((moved >= 0.98).all(axis=0), iterations=2)
+    write_rgb8(out / "input_3.tif", np.moveaxis(img, -1, 0), t3, mask=~(gaps | hole3))
+    notes.append("radiometric shift, cloud with shadow over 30 %, 12 % SLC-off stripes "
+                 "marked in an **internal mask** (and the source's own gap); grid offset by "
+                 "half a pixel (warped by fuse)")
+    return notes
+
+
+def make_s2(shared: Path, out: Path) -> None:
+    base = shared / "data" / "real_clouds" / "sen12mscr_pairs"
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = [("input_1_cloudy.tif", glob.glob(str(base / "cloudy" / f"*_{S2_PATCH}.tif"))[0]),
+             ("input_2_clear.tif", glob.glob(str(base / "clear" / f"*_{S2_PATCH}.tif"))[0])]
+    for name, src_path in pairs:
+        with rasterio.open(src_path) as src:
+            data = src.read(list(S2_BANDS))
+            prof = dict(PROFILE, width=src.width, height=src.height, count=3, dtype="uint16",
+                        crs=src.crs, transform=src.transform, blockxsize=128, blockysize=128)
+        with rasterio.open(out / name, "w", **prof) as dst:
+            dst.write(data)
+            dst.descriptions = ("B4 red", "B3 green", "B2 blue")
+            dst.update_tags(SOURCE=Path(src_path).name, SCALE="reflectance x 10000")
+
+
+PROVENANCE = """# Demo sample: provenance
+
+Made by `scripts/make_sample.py` (deterministic, seed {seed}), run once; used by
+`wsfusion-raster demo`, `make demo` and the tests.
+
+## `banepa/`: real high-resolution imagery, synthetic artifacts
+| file | spoiled with |
+|---|---|
+{rows}
+| `clean_reference.tif` | nothing: the clean mosaic (the answer) |
+
+- Imagery: 16 OpenAerialMap tiles (zoom 19, `predict/oam/OAM-386697..386700-220243..220246-19`)
+  of Banepa, Nepal, from `../shared/data/segmentation/banepa` (copied from hotosm/fAIr-models).
+  **Licence: CC BY 4.0, © OpenAerialMap contributors** (attribution required; modified:
+  mosaicked, reprojected to EPSG:32645 and resampled by area average from ~0.13 m to 0.8 m,
+  spoiled with synthetic artifacts). These tiles carry no labels and are not used in training.
+- Artifacts: `training/artifacts.py` (cloud texture from the 38-Cloud patch, Apache-2.0, Landsat
+  public domain; cloud shapes from eo-learn's Slovenia cloud probabilities, MIT). Synthetic:
+  numbers measured on this sample are synthetic-artifact numbers.
+
+## `s2_pair/`: real clouds
+- `input_1_cloudy.tif`, `input_2_clear.tif`: the Sentinel-2 L1C pair {patch} of SEN12MS-CR
+  (ROIs1970_fall, 256 x 256 px at 10 m, EPSG:32619), bands B4, B3, B2 (red, green, blue) kept
+  as uint16 reflectance x 10000 (`--scale s2`). **Licence: CC BY 4.0, Ebel et al. 2020
+  (SEN12MS-CR, TU Munich); contains modified Copernicus Sentinel data 2018** (band subset).
+  From `../shared/data/real_clouds/sen12mscr_pairs`; a validation scene, never trained on.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    p.add_argument("--out", type=Path, default=ROOT / "wsfusion_core" / "data" / "sample")
+    args = p.parse_args(argv)
+    notes = make_banepa(args.shared, args.out / "banepa")
+    make_s2(args.shared, args.out / "s2_pair")
+    rows = "\n".join(f"| `input_{i}.tif` | {n} |" for i, n in enumerate(notes, 1))
+    (args.out / "PROVENANCE.md").write_text(PROVENANCE.format(seed=SEED, rows=rows,
+                                                               patch=S2_PATCH))
+    for f in sorted(args.out.rglob("*.tif")):
+        print(f"{f.relative_to(args.out)}: {f.stat().st_size / 1e3:.0f} kB")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -21,7 +21,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def evaluate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wsfusion-evaluate",
-        description="Tables 1-2 and Figures 4-6 on the held-out test tile with held-out clouds.")
+        description="Tables 1-2 and Figures 4-6 on the held-out test tile with held-out clouds. "
+        "'wsfusion-evaluate real-clouds --help': the real-cloud validation instead.")
     p.add_argument("--weights", required=True, help="our learned-fusion model (.safetensors)")
     p.add_argument("--baseline", help="mean-fusion baseline trained with the same recipe")
     p.add_argument("--clean", help="clean upper bound (segmentation net on clean images)")
@@ -39,6 +40,11 @@ def evaluate_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["real-clouds"]:  # real clouds through the real fuse path
+        from .realclouds import main as real_clouds
+
+        return real_clouds(argv[1:])
     args = evaluate_parser().parse_args(argv)
     from wsfusion_core.errors import WsfusionError
 

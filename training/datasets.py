@@ -74,15 +74,18 @@ def load_dubai(root: str | os.PathLike, tiles: Sequence[int]
 
 # ---------------------------------------------------------------- user data (GeoTIFF + labels)
 
-def _to_uint8(bands: np.ndarray) -> np.ndarray:
-    """Non-byte imagery is stretched per band (2–98 %) so it looks like the 8-bit training data."""
+def _to_uint8(bands: np.ndarray, declared: tuple[float, float, str] | None = None
+              ) -> np.ndarray:
+    """Non-byte imagery on the scale inference would give it (``view.radiometry``: declared
+    conventions aside, one joint estimate), as the 8-bit values the recipe trains on."""
     if bands.dtype == np.uint8:
         return bands
-    out = np.empty(bands.shape, np.uint8)
-    for i, b in enumerate(bands.astype(np.float32)):
-        lo, hi = np.nanpercentile(b, [2, 98])
-        out[i] = np.clip((b - lo) / max(hi - lo, 1e-6) * 255, 0, 255)
-    return out
+    from wsfusion_core.view import radiometry, to_unit
+
+    valid = np.isfinite(bands).all(axis=0)
+    rad = radiometry([bands], [valid], [bands.dtype.name], declared=[declared])
+    unit = to_unit(np.nan_to_num(bands), rad.lo[0], rad.hi[0])
+    return (unit * 255).round().astype(np.uint8)
 
 
 def load_labelled_geotiff(image: str | os.PathLike, labels: str | os.PathLike, *,
@@ -98,6 +101,8 @@ def load_labelled_geotiff(image: str | os.PathLike, labels: str | os.PathLike, *
     units. Unlabelled pixels are background. Returns (image uint8 (H,W,3), labels uint8 (H,W))."""
     import rasterio
 
+    from wsfusion_core.view import file_declaration
+
     image, labels = Path(image), Path(labels)
     for p in (image, labels):
         if not p.exists():
@@ -106,7 +111,7 @@ def load_labelled_geotiff(image: str | os.PathLike, labels: str | os.PathLike, *
         with rasterio.open(image) as src:
             if max(bands) > src.count:
                 raise InputError(f"{image}: has {src.count} bands, bands {tuple(bands)} requested")
-            pixels = _to_uint8(src.read(list(bands)))
+            pixels = _to_uint8(src.read(list(bands)), file_declaration(image, bands))
             grid = dict(crs=src.crs, transform=src.transform, width=src.width, height=src.height)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"{image}: not a readable raster ({exc})") from None

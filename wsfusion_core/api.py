@@ -27,8 +27,8 @@ from .errors import Cancelled, InputError, WsfusionError, only_wsfusion_errors
 from .grid import AlignedReader, align
 from .options import DEFAULT_BANDS, DEFAULT_OVERLAP, METHODS, band_problem, check_choice
 from .report import InspectReport, inspect
-from .runner import ModelRunner, default_batch, load_runner, resolve_device
-from .view import view_scales
+from .runner import ModelRunner, default_batch, load_runner
+from .view import ScaleSpec, parse_scale, view_radiometry
 from .windows import WindowPlan
 from .writers import (
     BLOCK,
@@ -77,6 +77,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          batch_size: int | None = None,
          overlap: int = DEFAULT_OVERLAP,
          bands: Sequence[int] | None = None,
+         scale: str | ScaleSpec | None = None,
          reference: PathLike | None = None,
          cog: bool = False,
          overwrite: bool = False,
@@ -94,7 +95,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     applies those weights to the original values of all bands; ``mean``/``median`` are per-pixel
     composites over the valid inputs. Optional outputs: the segmentation class map and the
     per-input quality weights. Nothing is written unless the whole run succeeds; ``verify``
-    decodes every output block before publishing. Only WsfusionError subclasses escape.
+    decodes every output block before publishing; ``scale`` (see ``view.parse_scale``) sets
+    the one radiometric scale on which the networks see all inputs. Only WsfusionError
+    subclasses escape.
 
     ``chunk`` (pixels) runs the same engine window by window, ``cluster`` (a dask Client, a
     scheduler address or file, or a number of local workers) runs the windows on
@@ -110,6 +113,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         raise WsfusionError(f"overlap must be >= 0 (got {overlap})")
     if batch_size is not None and batch_size < 1:
         raise WsfusionError(f"batch size must be >= 1 (got {batch_size})")
+    scale_spec = parse_scale(scale)
     chunked = chunk is not None or cluster is not None
     if chunk is not None and chunk < MIN_CHUNK:
         raise WsfusionError(f"chunk must be >= {MIN_CHUNK} px (got {chunk})")
@@ -136,13 +140,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         purpose = "the learned method" if method == "learned" else "segmentation"
         # A cluster's client runs no tiles: it loads the model on the CPU for the checks and
         # fixes the batch (the grouping of tiles) for the workers' device.
-        if cluster is None:
-            runner = _checked_runner(weights, device, batch_size, say, purpose, net_bands,
-                                     overlap)
-        else:
-            batch = batch_size or default_batch(resolve_device(device) if device == "auto"
-                                                else device)
-            runner = _checked_runner(weights, "cpu", batch, say, purpose, net_bands, overlap)
+        batch = batch_size if cluster is None else batch_size or default_batch(device)
+        runner = _checked_runner(weights, device if cluster is None else "cpu", batch, say,
+                                 purpose, net_bands, overlap)
 
     grid = al.grid
     source, dtype, nodata = output_format(al.inputs, al.reference)
@@ -168,7 +168,12 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     with ExitStack() as stack:
         stack.enter_context(gdal_cache(grid.width, per_px))
         readers = [stack.enter_context(AlignedReader(i, grid)) for i in al.inputs]
-        scales = view_scales(readers, net_bands) if runner is not None else None
+        scales = None
+        if runner is not None:
+            view = view_radiometry(readers, net_bands, scale_spec)
+            scales = view.scales()
+            tags["WSFUSION_SCALE"] = view.rule
+            say(f"network scale: {view.rule}")
 
         def open_outputs(outs: OutputSet) -> tuple[AtomicGeoTIFF, AtomicGeoTIFF | None,
                                                      AtomicGeoTIFF | None]:

@@ -106,6 +106,20 @@ def _parse_bands(_ctx: click.Context, _param: click.Parameter,
         raise click.BadParameter(str(exc)) from None
 
 
+def _parse_scale(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    from .errors import WsfusionError
+    from .view import parse_scale
+
+    try:
+        return parse_scale(value).text
+    except WsfusionError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+scale_option = click.option("--scale", callback=_parse_scale, default="auto", show_default=True,
+                            metavar="RULE", help="One radiometric scale for all inputs as the "
+                            "networks see them: auto, s2, landsat-c2, reflectance, LO,HI, a "
+                            "divisor, or per-input (old rule).")
 debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
                             callback=_set_debug, help="Show tracebacks on errors.")
 device_option = click.option("--device", type=click.Choice(list(DEVICES)),
@@ -257,6 +271,7 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 @click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
               help="1-based bands fed to the networks as RGB (default 1,2,3); all bands are "
               "fused.")
+@scale_option
 @click.option("--reference", type=click.Path(path_type=str),
               help="Raster whose grid the outputs use (default: the first input).")
 @click.option("--cog", is_flag=True, help="Write Cloud Optimized GeoTIFFs.")
@@ -278,7 +293,7 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
          asset: str, group: str, segmentation: str | None,
          quality: str | None, weights: str | None, method: str, device: str,
-         batch_size: int | None, overlap: int, bands: tuple[int, ...] | None,
+         batch_size: int | None, overlap: int, bands: tuple[int, ...] | None, scale: str,
          reference: str | None, cog: bool, overwrite: bool, verify: bool, workers: int | None,
          address: str | None, scheduler_file: str | None, chunk: int | None, resume: bool,
          quiet: bool) -> None:
@@ -303,9 +318,9 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         raise click.UsageError("--workers, --cluster and --scheduler-file exclude each other")
     kwargs: dict[str, Any] = dict(
         segmentation=segmentation, quality=quality, method=method, weights=weights,
-        device=device, batch_size=batch_size, overlap=overlap, bands=bands, reference=reference,
-        cog=cog, overwrite=overwrite, verify=verify, cluster=clusters[0] if clusters else None,
-        chunk=chunk, resume=resume)
+        device=device, batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
+        reference=reference, cog=cog, overwrite=overwrite, verify=verify,
+        cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume)
     if stac:
         from .sources import stac_inputs
 
@@ -334,20 +349,26 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
               help="Raster whose grid fuse would use (default: the first input).")
 @click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
               help="Bands fuse would feed to the networks (default 1,2,3).")
+@scale_option
 @debug_option
 def info(inputs: tuple[str, ...], reference: str | None,
-         bands: tuple[int, ...] | None) -> None:
+         bands: tuple[int, ...] | None, scale: str) -> None:
     """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
     from .report import inspect
 
-    click.echo(inspect(list(inputs), reference=reference, bands=bands).to_text())
+    click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale).to_text())
 
 
 # ------------------------------------------------------------------------------------ demo
 
 
-def sample_inputs(sample_dir: Path = SAMPLE_DIR) -> list[Path]:
-    """The shipped spoiled inputs (``input_*.tif``), date order."""
+# name, folder, network bands, scale, also a median beside the fused image
+DEMO_CASES = (("banepa", "banepa", (1, 2, 3), "auto", False),
+              ("s2", "s2_pair", (1, 2, 3), "s2", True))
+
+
+def sample_inputs(sample_dir: Path = SAMPLE_DIR / "banepa") -> list[Path]:
+    """The shipped inputs of one demo case (``input_*.tif``), in order."""
     files = sorted(sample_dir.glob("input_*.tif"))
     if not files:
         raise WsfusionError(f"{sample_dir}: no sample inputs (input_*.tif) found; "
@@ -377,10 +398,10 @@ def _default_weights_available() -> bool:
 @debug_option
 def demo(output_dir: Path, method: str | None, weights: str | None, device: str,
          quiet: bool) -> None:
-    """Fuse the shipped three-date NAIP sample and write a PNG quicklook."""
+    """Fuse the shipped samples and write PNG quicklooks: Banepa (real 0.5 m imagery, synthetic
+    clouds) with segmentation, and a real cloudy/clear Sentinel-2 pair beside its median."""
     from .quicklook import quicklook
 
-    inputs = sample_inputs()
     have_model = weights is not None or _default_weights_available()
     if method is None:
         method = "learned" if have_model else "median"
@@ -392,15 +413,27 @@ def demo(output_dir: Path, method: str | None, weights: str | None, device: str,
         raise WsfusionError("the learned method needs a model and none is shipped; pass "
                             "--weights PATH or use --method median")
     output_dir.mkdir(parents=True, exist_ok=True)
-    fused = output_dir / "demo_fused.tif"
-    seg = output_dir / "demo_segmentation.tif" if have_model else None
-    png = output_dir / "demo_quicklook.png"
-    result = _run_fuse([str(p) for p in inputs], str(fused), quiet, desc="demo",
-                       segmentation=seg, method=method, weights=weights, device=device,
-                       overwrite=True)
-    quicklook(inputs, fused, png, segmentation=seg)
-    click.echo(_summary(result, [("quicklook", str(png)),
-                                 ("inputs", ", ".join(p.name for p in inputs))]))
+    for name, folder, bands, scale, with_median in DEMO_CASES:
+        inputs = sample_inputs(SAMPLE_DIR / folder)
+        out = {k: output_dir / f"demo_{name}_{k}.tif" for k in ("fused", "segmentation",
+                                                                  "quality", "median")}
+        png = output_dir / f"demo_{name}_quicklook.png"
+        seg = out["segmentation"] if have_model else None
+        qual = out["quality"] if method != "median" else None
+        result = _run_fuse([str(p) for p in inputs], str(out["fused"]), quiet,
+                           desc=f"demo {name}", segmentation=seg, quality=qual, method=method,
+                           weights=weights, device=device, bands=bands, scale=scale,
+                           overwrite=True)
+        extra: list[tuple[str, Path]] = []
+        if with_median and method != "median":
+            _run_fuse([str(p) for p in inputs], str(out["median"]), quiet,
+                      desc=f"demo {name} median", method="median", bands=bands,
+                      overwrite=True)
+            extra.append(("median", out["median"]))
+        quicklook(inputs, out["fused"], png, segmentation=seg, quality=qual, extra=extra,
+                  bands=bands, scale=scale)
+        click.echo(_summary(result, [("quicklook", str(png)),
+                                     ("inputs", ", ".join(p.name for p in inputs))]))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A PNG at a glance: inputs | fused | segmentation side by side.
+"""A PNG at a glance: inputs | fused | composites, and below them weights | segmentation.
 
 Every raster is read decimated (``out_shape``), so a quicklook of a 50k² mosaic costs a few
 megabytes; Pillow only, so the core does not need matplotlib.
@@ -15,6 +15,7 @@ import numpy as np
 from .classes import CLASS_COLOURS, SEGMENTATION_NODATA
 from .errors import InputError, OutputError
 from .publish import describe_oserror, fsync_file, publish_all, temp_path
+from .view import ScaleSpec, file_declaration, radiometry, to_unit
 
 NODATA_RGB = (40, 40, 40)  # shown where a raster has no valid data
 GAP = 6
@@ -26,21 +27,9 @@ def _decimated_shape(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def _stretch(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """uint8 shows as stored; other types get a 2-98 % stretch over the valid pixels."""
-    if data.dtype == np.uint8:
-        return data
-    vals = data[:, valid].astype(np.float64)
-    if vals.size == 0:
-        return np.zeros(data.shape, np.uint8)
-    lo, hi = np.percentile(vals, 2), np.percentile(vals, 98)
-    scaled = (data.astype(np.float64) - lo) / max(hi - lo, 1e-12)
-    return np.clip(scaled * 255, 0, 255).round().astype(np.uint8)
-
-
-def read_rgb(path: str | os.PathLike, max_side: int = 512,
-             bands: Sequence[int] = (1, 2, 3)) -> np.ndarray:
-    """(H, W, 3) uint8 view of ``path``, decimated so its longest side is ≤ ``max_side``."""
+def _read(path: str | os.PathLike, max_side: int, bands: Sequence[int]
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Decimated (C, h, w) stored values and (h, w) validity of ``path``."""
     import rasterio
     from rasterio.enums import Resampling
 
@@ -52,10 +41,55 @@ def read_rgb(path: str | os.PathLike, max_side: int = 512,
             mask = src.dataset_mask(out_shape=shape, resampling=Resampling.nearest)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"{path}: cannot be read as a raster ({exc})") from None
-    valid = mask > 0
-    rgb = np.moveaxis(_stretch(data, valid), 0, -1).copy()
+    return data, mask > 0
+
+
+def _rgb(data: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    rgb = np.moveaxis((to_unit(data, lo, hi) * 255).round().astype(np.uint8), 0, -1).copy()
     rgb[~valid] = NODATA_RGB
     return rgb
+
+
+def read_rgbs(paths: Sequence[str | os.PathLike], max_side: int = 512,
+              bands: Sequence[int] = (1, 2, 3), scale: str | ScaleSpec | None = None,
+              also: Sequence[str | os.PathLike] = ()) -> list[np.ndarray]:
+    """(H, W, 3) uint8 views of ``paths`` and then ``also`` on ONE scale, chosen from
+    ``paths`` by the networks' rule (:func:`wsfusion_core.view.radiometry`): uint8 as stored,
+    other types as the networks see them, so a cloudy date looks brighter than a clear one."""
+    reads = [_read(p, max_side, bands) for p in paths]
+    rad = radiometry([d for d, _ in reads], [v for _, v in reads],
+                     [d.dtype.name for d, _ in reads], scale,
+                     declared=[file_declaration(p, bands) for p in paths])
+    lo, hi = rad.lo[0], rad.hi[0]
+    if not rad.common:  # per-input rule: each input its own stretch, the rest the first's
+        return ([_rgb(d, v, a, b) for (d, v), a, b in zip(reads, rad.lo, rad.hi)]
+                + [_rgb(*_read(p, max_side, bands), lo, hi) for p in also])
+    return [_rgb(d, v, lo, hi) for d, v in reads + [_read(p, max_side, bands) for p in also]]
+
+
+def read_rgb(path: str | os.PathLike, max_side: int = 512,
+             bands: Sequence[int] = (1, 2, 3)) -> np.ndarray:
+    """(H, W, 3) uint8 view of ``path`` alone, decimated so its longest side is ≤ ``max_side``."""
+    return read_rgbs([path], max_side, bands)[0]
+
+
+def read_weights(path: str | os.PathLike, max_side: int = 512) -> list[np.ndarray]:
+    """Per input, (H, W, 3) grey view of a quality raster's weights (black 0 … white 1)."""
+    data, valid = _read(path, max_side, range(1, _band_count(path) + 1))
+    out = []
+    for w in data:
+        g = (np.clip(np.nan_to_num(w.astype(np.float32)), 0, 1) * 255).round().astype(np.uint8)
+        rgb = np.repeat(g[..., None], 3, axis=-1)
+        rgb[~valid] = NODATA_RGB
+        out.append(rgb)
+    return out
+
+
+def _band_count(path: str | os.PathLike) -> int:
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.count
 
 
 def read_classes(path: str | os.PathLike, max_side: int = 512) -> np.ndarray:
@@ -74,23 +108,40 @@ def read_classes(path: str | os.PathLike, max_side: int = 512) -> np.ndarray:
 
 def quicklook(inputs: Sequence[str | os.PathLike], fused: str | os.PathLike,
               output: str | os.PathLike, *, segmentation: str | os.PathLike | None = None,
-              max_side: int = 384, bands: Sequence[int] = (1, 2, 3)) -> Path:
-    """Write a labelled PNG strip ``input 1 … input K | fused | segmentation``; returns its path."""
+              quality: str | os.PathLike | None = None,
+              extra: Sequence[tuple[str, str | os.PathLike]] = (),
+              max_side: int = 384, bands: Sequence[int] = (1, 2, 3),
+              scale: str | ScaleSpec | None = None) -> Path:
+    """Write a labelled PNG: ``input 1 … input K | fused | extra…`` on one radiometric scale,
+    and below them the per-input weights (``quality``) and the segmentation; returns its path."""
     from PIL import Image, ImageDraw
 
-    panels = [(f"input {i}", read_rgb(p, max_side, bands)) for i, p in enumerate(inputs, 1)]
-    panels.append(("fused", read_rgb(fused, max_side, bands)))
+    rgbs = read_rgbs(inputs, max_side, bands, scale, [fused] + [p for _, p in extra])
+    k = len(inputs)
+    top = [(f"input {i}", a) for i, a in enumerate(rgbs[:k], 1)] + [("fused", rgbs[k])]
+    top += [(label, a) for (label, _), a in zip(extra, rgbs[k + 1:])]
+    bottom: list[tuple[str, np.ndarray] | None] = []
+    if quality is not None:
+        bottom += [(f"weight {i}", a) for i, a in enumerate(read_weights(quality, max_side), 1)]
     if segmentation is not None:
-        panels.append(("segmentation", read_classes(segmentation, max_side)))
-    height = max(a.shape[0] for _, a in panels)
-    width = sum(a.shape[1] for _, a in panels) + GAP * (len(panels) - 1)
-    canvas = Image.new("RGB", (width, height + LABEL_H), (255, 255, 255))
+        bottom += [None] * (k - len(bottom)) + [("segmentation",
+                                                 read_classes(segmentation, max_side))]
+    rows = [top] + ([bottom] if bottom else [])
+    cell_w = max(a.shape[1] for _, a in top)
+    cell_h = max(a.shape[0] for _, a in top)
+    width = max(len(r) for r in rows) * (cell_w + GAP) - GAP
+    canvas = Image.new("RGB", (width, len(rows) * (cell_h + LABEL_H + GAP) - GAP),
+                       (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    x = 0
-    for label, arr in panels:
-        canvas.paste(Image.fromarray(arr), (x, LABEL_H))
-        draw.text((x + 3, 3), label, fill=(0, 0, 0))
-        x += arr.shape[1] + GAP
+    for r, row in enumerate(rows):
+        y = r * (cell_h + LABEL_H + GAP)
+        for c, panel in enumerate(row):
+            if panel is None:
+                continue
+            label, arr = panel
+            x = c * (cell_w + GAP)
+            canvas.paste(Image.fromarray(arr), (x, y + LABEL_H))
+            draw.text((x + 3, y + 3), label, fill=(0, 0, 0))
 
     out = Path(output)
     if not out.parent.is_dir():

@@ -5,14 +5,15 @@ writers.output_format) and lists the problems instead of raising. No torch is im
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 from . import gdal_errors
 from .errors import InputError, WsfusionError, only_wsfusion_errors
-from .grid import RasterInfo, alignment_problems, describe
+from .grid import AlignedReader, RasterInfo, align, alignment_problems, describe
 from .options import DEFAULT_BANDS, band_problem
-from .view import PERCENTILES
+from .view import ScaleSpec, parse_scale, view_radiometry
 from .writers import output_format
 
 PathLike = Union[str, os.PathLike]
@@ -29,6 +30,7 @@ class InspectReport:
     bands: tuple[int, ...]
     problems: list[str] = field(default_factory=list)
     weights: str | None = None
+    scale: str | None = None  # the radiometric rule fuse would use for the networks
 
     def to_text(self) -> str:
         r = self.reference
@@ -51,9 +53,9 @@ class InspectReport:
             lines.append(f"  write {source.count} band(s) {dtype} on the reference grid, "
                          f"nodata {nodata} where no input is valid")
             lines.append(f"  feed bands {','.join(map(str, self.bands))} to the networks"
-                         + ("" if dtype == "uint8" else
-                            f" (scaled by each input's {PERCENTILES[0]:g}-{PERCENTILES[1]:g} "
-                            "percentiles; output keeps original values)"))
+                         " (output keeps original values)")
+            if self.scale:
+                lines.append(f"  network scale: {self.scale}")
             lines.append("  learned method: " + (f"model {self.weights}" if self.weights else
                                                  "no default weights shipped; choose a weights "
                                                  "file or use the mean or median method"))
@@ -75,7 +77,8 @@ def _mask_text(info: RasterInfo) -> str:
 @only_wsfusion_errors
 @gdal_errors.capture()
 def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
-            bands: Sequence[int] | None = None) -> InspectReport:
+            bands: Sequence[int] | None = None, scale: str | ScaleSpec | None = None
+            ) -> InspectReport:
     """Describe the inputs and what fuse would do; incompatibilities are listed, not raised
     (unreadable files still raise InputError)."""
     if not inputs:
@@ -95,4 +98,11 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
         weights: str | None = f"{read_info(wpath).name} ({wpath.name})"
     except WsfusionError:
         weights = None
-    return InspectReport(ref, infos, overlaps, warped, chosen, problems, weights)
+    spec = parse_scale(scale)
+    rule = None
+    if not problems:  # the same rule fuse would apply, from the same decimated read
+        al = align(inputs, reference)
+        with ExitStack() as stack:
+            readers = [stack.enter_context(AlignedReader(i, al.grid)) for i in al.inputs]
+            rule = view_radiometry(readers, chosen, spec).rule
+    return InspectReport(ref, infos, overlaps, warped, chosen, problems, weights, rule)

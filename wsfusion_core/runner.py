@@ -127,9 +127,10 @@ def resolve_device(device: str | None) -> str:
 
 
 def default_batch(device: str) -> int:
-    """Tiles per batch when none is given: more on a GPU (``device`` as resolve_device
-    returns it, or as requested for a cluster's workers)."""
-    return BATCH_GPU if device.startswith("cuda") else BATCH_CPU
+    """Tiles per batch when none is given: more on a GPU (``auto`` as resolved here, or the
+    device requested for a cluster's workers)."""
+    dev = resolve_device(device) if device == "auto" else device
+    return BATCH_GPU if dev.startswith("cuda") else BATCH_CPU
 
 
 def load_runner(weights: Union[str, os.PathLike] | None, device: str,

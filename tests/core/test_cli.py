@@ -98,16 +98,23 @@ def test_info_prints_grids_and_overlap(pair, tmp_path, make_raster, smooth_image
 def test_demo_with_weights_writes_fused_segmentation_png(tmp_path, random_weights):
     res = _run("demo", "-o", tmp_path / "demo", "--weights", random_weights, "--device", "cpu")
     assert res.exit_code == 0, res.output
-    fused = tmp_path / "demo" / "demo_fused.tif"
-    png = tmp_path / "demo" / "demo_quicklook.png"
-    for p in (fused, png, tmp_path / "demo" / "demo_segmentation.tif"):
-        assert p.is_file() and str(p) in res.stdout
-    with rasterio.open(fused) as d, rasterio.open(cli.sample_inputs()[0]) as s:
-        assert (d.width, d.height, d.count, d.crs) == (512, 512, 4, s.crs)
+    d = tmp_path / "demo"
+    for name in ("banepa_fused.tif", "banepa_segmentation.tif", "banepa_quality.tif",
+                 "banepa_quicklook.png", "s2_fused.tif", "s2_quality.tif", "s2_quicklook.png"):
+        assert (d / f"demo_{name}").is_file()
+    for name in ("banepa_fused.tif", "banepa_quicklook.png", "s2_quicklook.png"):
+        assert str(d / f"demo_{name}") in res.stdout
+    assert (d / "demo_s2_median.tif").is_file()  # the real-cloud case beside its median
+    banepa = cli.sample_inputs()
+    with rasterio.open(d / "demo_banepa_fused.tif") as f, rasterio.open(banepa[0]) as s:
+        assert (f.width, f.height, f.count, f.crs) == (s.width, s.height, 3, s.crs)
+    with rasterio.open(d / "demo_s2_fused.tif") as f:
+        assert f.dtypes[0] == "uint16" and f.tags()["WSFUSION_SCALE"].startswith("--scale s2")
     from PIL import Image
 
-    with Image.open(png) as im:
-        assert im.format == "PNG" and im.width > 4 * im.height  # 3 inputs + fused + seg
+    with Image.open(d / "demo_banepa_quicklook.png") as im:
+        # inputs + fused above, weights + segmentation below
+        assert im.format == "PNG" and 1.5 * im.height < im.width < 3 * im.height
 
 
 def test_demo_falls_back_to_median_without_weights(tmp_path, monkeypatch):
@@ -115,12 +122,12 @@ def test_demo_falls_back_to_median_without_weights(tmp_path, monkeypatch):
     res = _run("demo", "-o", tmp_path / "d")
     assert res.exit_code == 0, res.output
     assert "median" in res.stderr and "median" in res.stdout
-    assert (tmp_path / "d" / "demo_fused.tif").is_file()
-    assert (tmp_path / "d" / "demo_quicklook.png").is_file()
-    assert not (tmp_path / "d" / "demo_segmentation.tif").exists()
-    # the declared gap of the reference date is filled from the other dates
+    assert (tmp_path / "d" / "demo_banepa_fused.tif").is_file()
+    assert (tmp_path / "d" / "demo_banepa_quicklook.png").is_file()
+    assert not (tmp_path / "d" / "demo_banepa_segmentation.tif").exists()
+    # the declared gap of the first input is filled from the other inputs
     with rasterio.open(cli.sample_inputs()[0]) as i, \
-            rasterio.open(tmp_path / "d" / "demo_fused.tif") as f:
+            rasterio.open(tmp_path / "d" / "demo_banepa_fused.tif") as f:
         gap = i.dataset_mask() == 0
         filled = f.dataset_mask()[gap] > 0
     assert gap.mean() > 0.02 and filled.mean() > 0.99

@@ -226,3 +226,18 @@ def test_missing_dependency_gives_install_command(plugin, scene_paths, tmp_path,
     assert f"dependencies.py --target {tmp_path / 'deps'}" in msg
     assert dependencies.python_executable() in msg
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_scale_parameter_reaches_the_core(plugin, scene_paths, tiny_weights, tmp_path):
+    """The Scale parameter goes through the core's one parser: a bad value is one clear error,
+    a good one is the rule written in the output tags."""
+    import rasterio
+
+    base = {"INPUTS": [str(p) for p in scene_paths], "WEIGHTS": str(tiny_weights), "DEVICE": 1}
+    with pytest.raises(QgsProcessingException, match="--scale 'bright' not understood"):
+        _run({**base, "OUTPUT": str(tmp_path / "o.tif"), "SCALE": "bright"})
+    assert not (tmp_path / "o.tif").exists()
+    out = tmp_path / "fused.tif"
+    _run({**base, "OUTPUT": str(out), "SCALE": "0,510"})
+    with rasterio.open(out) as src:
+        assert src.tags()["WSFUSION_SCALE"].startswith("--scale 0,510; one scale for all 3")

@@ -306,45 +306,28 @@ def test_shipped_weights_beat_the_mean_on_other_imagery(tmp_path: Path) -> None:
 
 
 def test_shipped_weights_on_the_shipped_sample(tmp_path: Path) -> None:
-    """The shipped sample mixes three real dates, so the clean reference (date 1) is not the
-    right target where other dates are used. Fair measure: artifact *leakage* — the distance
-    between a method's fused image and the same per-pixel weights applied to the clean versions
-    of the three dates (read from the shared NAIP files onto the sample grid). Learned fusion
-    must leak clearly less cloud and gap than the mean does."""
+    """The shipped Banepa sample: real 0.8 m imagery spoiled by synthetic artifacts (so this is
+    a synthetic-artifact number). Learned fusion must come clearly closer to the clean mosaic
+    than the mean does (the radiometric shift of inputs 2-3 is an error for every method)."""
     weights = _shipped_weights()
-    inputs = sorted(SAMPLE.glob("input_*.tif"))
-    naip = SHARED / "geotiff" / "naip_multidate"
-    if len(inputs) < 2 or not (SAMPLE / "clean_reference.tif").is_file():
-        pytest.skip(f"{SAMPLE} has no sample yet")
-    if not naip.is_dir():
-        pytest.skip(f"{naip} absent (needed for the clean dates)")
-    from rasterio.enums import Resampling
-    from rasterio.vrt import WarpedVRT
-
+    sample = SAMPLE / "banepa"
+    inputs = sorted(sample.glob("input_*.tif"))
+    if len(inputs) < 2 or not (sample / "clean_reference.tif").is_file():
+        pytest.skip(f"{sample} has no sample yet")
     from wsfusion_core.api import fuse
 
-    with rasterio.open(SAMPLE / "clean_reference.tif") as ref:
-        grid = dict(crs=ref.crs, transform=ref.transform, width=ref.width, height=ref.height)
-    clean = []
-    for p in inputs:
-        date = p.stem.split("_")[-1]
-        with rasterio.open(next(naip.glob(f"m_*_{date}.tif"))) as src, \
-                WarpedVRT(src, resampling=Resampling.bilinear, **grid) as vrt:
-            clean.append(vrt.read([1, 2, 3]).astype(np.float32) / 255)
-    clean = np.stack(clean)  # (K, 3, H, W)
-    leak = {}
+    with rasterio.open(sample / "clean_reference.tif") as ref:
+        clean = ref.read().astype(np.float32) / 255
+    source_gap = (clean >= 0.98).all(axis=0)  # white in the source tiles: no input has it
+    err = {}
     for method in ("learned", "mean"):
-        out, q = tmp_path / f"{method}.tif", tmp_path / f"{method}_q.tif"
-        fuse(inputs, out, quality=q, method=method, weights=weights, device="cpu")
+        out = tmp_path / f"{method}.tif"
+        fuse(inputs, out, method=method, weights=weights, device="cpu")
         with rasterio.open(out) as src:
-            fused = src.read([1, 2, 3]).astype(np.float32) / 255
-        with rasterio.open(q) as src:
-            w = src.read().astype(np.float32)  # (K, H, W)
-        expected = (w[:, None] * clean).sum(axis=0)
-        keep = (w.sum(axis=0) > 0.99)[8:-8, 8:-8]  # interior, fused pixels only
-        diff = np.abs(fused - expected)[:, 8:-8, 8:-8]
-        leak[method] = float(diff[:, keep].mean())
-    assert leak["learned"] < 0.8 * leak["mean"], leak  # measured 0.051 vs 0.074
+            fused = src.read().astype(np.float32) / 255
+            keep = (src.dataset_mask() > 0) & ~source_gap
+        err[method] = float(np.abs(fused - clean)[:, keep].mean())
+    assert err["learned"] < 0.8 * err["mean"], err  # measured 0.069 vs 0.101 (default model)
 
 
 def test_train_on_user_data_checkpoints_and_resumes(tmp_path: Path) -> None:
