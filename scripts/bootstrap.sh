@@ -26,6 +26,6 @@ stamp="$VENV/.installed-$(cat pyproject.toml requirements-constraints.txt | sha1
 if [ ! -f "$stamp" ]; then
   "${PIP[@]}" --upgrade "attrs>=23" "setuptools>=68" wheel
   "${PIP[@]}" torch==2.13.0
-  "${PIP[@]}" -e ".[dev]"
+  "${PIP[@]}" -e ".[dev,distributed]"
   touch "$stamp"
 fi

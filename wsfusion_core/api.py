@@ -14,21 +14,22 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 from rasterio.windows import Window
 
 from . import gdal_errors
 from .blend import FinishedRows, StripBuffer
-from .engines import CompositeEngine, Engine, LearnedEngine
+from .engines import Engine, make_engine
 from .engines import plan as plan_engine
 from .errors import Cancelled, InputError, WsfusionError, only_wsfusion_errors
 from .grid import AlignedReader, align
 from .options import DEFAULT_BANDS, DEFAULT_OVERLAP, METHODS, band_problem, check_choice
 from .report import InspectReport, inspect
-from .runner import ModelRunner, load_runner
+from .runner import ModelRunner, default_batch, load_runner
 from .view import ScaleSpec, parse_scale, view_radiometry
+from .windows import WindowPlan
 from .writers import (
     BLOCK,
     AtomicGeoTIFF,
@@ -42,6 +43,7 @@ from .writers import (
 )
 
 PathLike = Union[str, os.PathLike]
+MIN_CHUNK = 256  # px: a chunk smaller than a tile spends most of its work on the halo
 
 
 @dataclass
@@ -61,6 +63,7 @@ class FusionResult:
     # The model's classes (what the class map's colour table holds), for styling it.
     class_names: tuple[str, ...] = ()
     class_colours: tuple[tuple[int, ...], ...] = ()
+    chunks: Any = None  # distributed.RunStats of a chunked or cluster run
 
 
 @only_wsfusion_errors
@@ -82,6 +85,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          progress: Callable[[float], None] | None = None,
          cancel: Callable[[], bool] | None = None,
          log: Callable[[str], None] | None = None,
+         chunk: int | None = None,
+         cluster: Any = None,
+         resume: bool = False,
          ) -> FusionResult:
     """Fuse co-registered (or alignable) rasters into one GeoTIFF on the reference grid.
 
@@ -91,7 +97,12 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     per-input quality weights. Nothing is written unless the whole run succeeds; ``verify``
     decodes every output block before publishing; ``scale`` (see ``view.parse_scale``) sets
     the one radiometric scale on which the networks see all inputs. Only WsfusionError
-    subclasses escape."""
+    subclasses escape.
+
+    ``chunk`` (pixels) runs the same engine window by window, ``cluster`` (a dask Client, a
+    scheduler address or file, or a number of local workers) runs the windows on
+    dask.distributed; both give the local result (see chunked.py). ``resume`` reuses the
+    finished windows of an interrupted chunked run with the same settings."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
@@ -103,6 +114,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     if batch_size is not None and batch_size < 1:
         raise WsfusionError(f"batch size must be >= 1 (got {batch_size})")
     scale_spec = parse_scale(scale)
+    chunked = chunk is not None or cluster is not None
+    if chunk is not None and chunk < MIN_CHUNK:
+        raise WsfusionError(f"chunk must be >= {MIN_CHUNK} px (got {chunk})")
     if quality is not None and method == "median":
         raise WsfusionError("a quality output needs per-input weights",
                             hint="use method learned or mean")
@@ -124,7 +138,11 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     runner = None
     if needs_net:
         purpose = "the learned method" if method == "learned" else "segmentation"
-        runner = _checked_runner(weights, device, batch_size, say, purpose, net_bands, overlap)
+        # A cluster's client runs no tiles: it loads the model on the CPU for the checks and
+        # fixes the batch (the grouping of tiles) for the workers' device.
+        batch = batch_size if cluster is None else batch_size or default_batch(device)
+        runner = _checked_runner(weights, device if cluster is None else "cpu", batch, say,
+                                 purpose, net_bands, overlap)
 
     grid = al.grid
     source, dtype, nodata = output_format(al.inputs, al.reference)
@@ -156,49 +174,86 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             scales = view.scales()
             tags["WSFUSION_SCALE"] = view.rule
             say(f"network scale: {view.rule}")
-        outs = stack.enter_context(OutputSet(overwrite, verify))
-        fused_w = outs.add(open_fused(out_path, grid, al.count, dtype, nodata, cog,
-                                      descriptions=source.descriptions, tags=tags,
-                                      rgb=source.rgb))
-        seg_w = (outs.add(open_segmentation(seg_path, grid, cog, runner.info.class_names,
-                                            runner.info.class_colours, tags))
-                 if seg_path is not None and runner is not None else None)
-        q_w = (outs.add(open_quality(q_path, grid, [i.path for i in al.inputs], cog, tags))
-               if q_path is not None else None)
-        engine: Engine
-        if method == "learned" and runner is not None:
-            engine = LearnedEngine(runner, scales, net_bands, seg_w is not None, q_w is not None)
+
+        def open_outputs(outs: OutputSet) -> tuple[AtomicGeoTIFF, AtomicGeoTIFF | None,
+                                                     AtomicGeoTIFF | None]:
+            fused_w = outs.add(open_fused(out_path, grid, al.count, dtype, nodata, cog,
+                                          descriptions=source.descriptions, tags=tags,
+                                          rgb=source.rgb))
+            seg_w = (outs.add(open_segmentation(seg_path, grid, cog, runner.info.class_names,
+                                                runner.info.class_colours, tags))
+                     if seg_path is not None and runner is not None else None)
+            q_w = (outs.add(open_quality(q_path, grid, [i.path for i in al.inputs], cog, tags))
+                   if q_path is not None else None)
+            return fused_w, seg_w, q_w
+
+        num_classes = runner.info.num_classes if seg_path and runner else 0
+        total = make_engine(method, runner, scales, net_bands, False, False).units(plan)
+        if chunked:
+            from .chunked import ChunkedRun, fuse_chunked
+
+            stats = fuse_chunked(ChunkedRun(
+                al.inputs, grid, plan, method, net_bands, scales, al.count, dtype, nodata,
+                num_classes, q_path is not None, runner, weights, device, out_path,
+                chunk, cluster, resume, lambda: OutputSet(overwrite, verify), open_outputs,
+                [i.path for i in al.inputs] + [al.reference.path]),
+                progress=cb, cancel=cancel, say=say)
         else:
-            engine = CompositeEngine(method, q_w is not None,
-                                     runner if seg_w is not None else None, scales, net_bands)
-        buffer = StripBuffer(plan, grid.width, al.count, k, dtype, nodata,
-                             runner.info.num_classes if seg_w and runner else 0, q_w is not None)
-        done, total = 0, engine.units(plan)
-        for r in range(plan.rows.count):
-            _poll(cancel)
-            y0, y1 = plan.row_span(r)
-            data, valid = _read_strip(readers, Window(0, y0, grid.width, y1 - y0))
-            buffer.mark_valid(y0, valid.any(axis=0))
-            for units in engine.process_strip(plan, r, data, valid, buffer):
+            outs = stack.enter_context(OutputSet(overwrite, verify))
+            fused_w, seg_w, q_w = open_outputs(outs)
+            engine = make_engine(method, runner, scales, net_bands, seg_w is not None,
+                                 q_w is not None)
+            buffer = StripBuffer(plan, grid.width, al.count, k, dtype, nodata, num_classes,
+                                 q_w is not None)
+            done = 0
+
+            def tick(units: int) -> None:
+                nonlocal done
                 done += units
                 cb(min(done / total, 0.99))
-                _poll(cancel)
-            del data, valid
-            _write(buffer.take(plan.finished_before(r)), fused_w, seg_w, q_w)
-        _poll(cancel)
-        outs.commit(lambda: _poll(cancel))
+
+            run_plan(plan, readers, engine, buffer,
+                     lambda rows: _write(rows, fused_w, seg_w, q_w), cancel=cancel, tick=tick)
+            _poll(cancel)
+            outs.commit(lambda: _poll(cancel))
+            stats = None
     cb(1.0)
     seconds = time.perf_counter() - t0
     say(f"done: {out_path} in {seconds:.1f} s")
     return FusionResult(
         output=out_path, segmentation=seg_path, quality=q_path, method=method,
-        device=runner.device if runner else "cpu",
+        device=(runner.device if cluster is None else f"{device} (dask workers)")
+        if runner else "cpu",
         model=runner.describe() if runner else None, width=grid.width, height=grid.height,
         crs=grid.crs.to_string() if grid.crs else None, count=al.count,
         tiles=total, seconds=seconds,
         class_names=tuple(runner.info.class_names) if seg_path and runner else (),
         class_colours=tuple(tuple(c) for c in runner.info.class_colours)
-        if seg_path and runner else ())
+        if seg_path and runner else (),
+        chunks=stats)
+
+
+def run_plan(plan: WindowPlan, readers: Sequence[AlignedReader], engine: Engine,
+             buffer: StripBuffer, sink: Callable[[FinishedRows], None], *,
+             origin: tuple[int, int] = (0, 0), cancel: Callable[[], bool] | None = None,
+             tick: Callable[[int], None] | None = None) -> None:
+    """The engine loop: for each strip of ``plan``, read every input, let the engine blend it
+    into ``buffer`` and hand the finished rows to ``sink``. ``origin`` is where the plan starts
+    in the raster: (0, 0) for a whole-raster run, a chunk's corner for its sub-plan."""
+    oy, ox = origin
+    for r in range(plan.rows.count):
+        _poll(cancel)
+        y0, y1 = plan.row_span(r)
+        data, valid = _read_strip(readers, Window(ox, oy + y0, plan.cols.length, y1 - y0))
+        buffer.mark_valid(y0, valid.any(axis=0))
+        for units in engine.process_strip(plan, r, data, valid, buffer):
+            if tick is not None:
+                tick(units)
+            _poll(cancel)
+        del data, valid
+        rows = buffer.take(plan.finished_before(r))
+        if rows is not None:
+            sink(rows)
 
 
 def _checked_runner(weights: PathLike | None, device: str, batch_size: int | None,
@@ -222,7 +277,7 @@ def _poll(cancel: Callable[[], bool] | None) -> None:
         raise Cancelled("cancelled by the caller; no output was written")
 
 
-def _read_strip(readers: list[AlignedReader], window: Window) -> tuple[np.ndarray, np.ndarray]:
+def _read_strip(readers: Sequence[AlignedReader], window: Window) -> tuple[np.ndarray, np.ndarray]:
     """All inputs' bands and validity for one strip: (K, C, h, W) and (K, h, W)."""
     parts = [r.read(window) for r in readers]
     dtype = np.result_type(*[p[0].dtype for p in parts])
@@ -231,10 +286,8 @@ def _read_strip(readers: list[AlignedReader], window: Window) -> tuple[np.ndarra
     return data, valid
 
 
-def _write(rows: FinishedRows | None, fused_w: AtomicGeoTIFF,
+def _write(rows: FinishedRows, fused_w: AtomicGeoTIFF,
            seg_w: AtomicGeoTIFF | None, q_w: AtomicGeoTIFF | None) -> None:
-    if rows is None:
-        return
     fused_w.append(rows.fused)
     if seg_w is not None and rows.classes is not None:
         seg_w.append(rows.classes)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import click
 
 from .errors import Cancelled, WeightsError, WsfusionError
-from .options import DEVICES, METHODS, parse_bands
+from .options import DEVICES, METHODS, STAC_GROUPS, parse_bands
 
 if TYPE_CHECKING:
     from .api import FusionResult
@@ -243,10 +243,17 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...",
+@click.argument("inputs", nargs=-1, required=False, metavar="INPUT...",
                 type=click.Path(dir_okay=True, path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
               help="Fused GeoTIFF to write (same bands and data type as the inputs).")
+@click.option("--input-list", type=click.Path(path_type=str),
+              help="Text file of input paths, one per line (instead of INPUT...).")
+@click.option("--stac", type=click.Path(path_type=str),
+              help="STAC ItemCollection JSON on disk; items of one date become one input.")
+@click.option("--asset", default="visual", show_default=True, help="STAC asset to read.")
+@click.option("--group", type=click.Choice(list(STAC_GROUPS)), default="solar_day",
+              show_default=True, help="How STAC items are grouped into dates.")
 @click.option("--segmentation", type=click.Path(path_type=str),
               help="Also write the road/building class map (uint8, 255 = nodata).")
 @click.option("--quality", type=click.Path(path_type=str),
@@ -269,28 +276,67 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               help="Raster whose grid the outputs use (default: the first input).")
 @click.option("--cog", is_flag=True, help="Write Cloud Optimized GeoTIFFs.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Run on a local Dask cluster of N worker processes.")
+@click.option("--cluster", "address", default=None, metavar="ADDR",
+              help="Run on an existing Dask scheduler (e.g. tcp://host:8786).")
+@click.option("--scheduler-file", type=click.Path(path_type=str), default=None,
+              help="Run on the Dask scheduler described by this file.")
+@click.option("--chunk", type=click.IntRange(min=256), default=None,
+              help="Output window side in pixels for chunked / cluster runs (default 4096).")
+@click.option("--resume", is_flag=True,
+              help="Reuse the finished windows of an interrupted chunked run.")
 @click.option("--verify", is_flag=True, help="Decode every block of the outputs before "
               "publishing them (always checked: their structure).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info lines.")
 @debug_option
-def fuse(inputs: tuple[str, ...], output: str, segmentation: str | None,
+def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
+         asset: str, group: str, segmentation: str | None,
          quality: str | None, weights: str | None, method: str, device: str,
          batch_size: int | None, overlap: int, bands: tuple[int, ...] | None, scale: str,
-         reference: str | None, cog: bool, overwrite: bool, verify: bool, quiet: bool) -> None:
+         reference: str | None, cog: bool, overwrite: bool, verify: bool, workers: int | None,
+         address: str | None, scheduler_file: str | None, chunk: int | None, resume: bool,
+         quiet: bool) -> None:
     """Fuse INPUT rasters of the same place into one GeoTIFF.
 
     One input is accepted (useful with --segmentation to map a single image); fusion needs
     two or more. Inputs on other grids are warped onto the reference grid on the fly.
 
     \b
-    Example:
+    Examples:
       wsfusion-raster fuse a.tif b.tif c.tif -o fused.tif --segmentation classes.tif
+      wsfusion-raster fuse a.tif b.tif -o fused.tif --workers 8
+      wsfusion-raster fuse --stac items.json -o fused.tif --cluster tcp://scheduler:8786
     """
-    result = _run_fuse(inputs, output, quiet, segmentation=segmentation, quality=quality,
-                       method=method, weights=weights, device=device, batch_size=batch_size,
-                       overlap=overlap, bands=bands, scale=scale, reference=reference, cog=cog,
-                       overwrite=overwrite, verify=verify)
-    click.echo(_summary(result))
+    given = [n for n, v in (("INPUT...", inputs), ("--input-list", input_list),
+                            ("--stac", stac)) if v]
+    if len(given) != 1:
+        raise click.UsageError("give the inputs one way: INPUT..., --input-list or --stac"
+                               + (f" (got {' and '.join(given)})" if given else ""))
+    clusters = [v for v in (workers, address, scheduler_file) if v is not None]
+    if len(clusters) > 1:
+        raise click.UsageError("--workers, --cluster and --scheduler-file exclude each other")
+    kwargs: dict[str, Any] = dict(
+        segmentation=segmentation, quality=quality, method=method, weights=weights,
+        device=device, batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
+        reference=reference, cog=cog, overwrite=overwrite, verify=verify,
+        cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume)
+    if stac:
+        from .sources import stac_inputs
+
+        with stac_inputs(stac, asset, group, output) as paths:
+            result = _run_fuse(paths, output, quiet, **kwargs)
+    else:
+        if input_list:
+            from .sources import read_input_list
+
+            inputs = tuple(read_input_list(input_list))
+        result = _run_fuse(inputs, output, quiet, **kwargs)
+    extra = []
+    if result.chunks is not None:
+        st = result.chunks
+        extra.append(("chunks", f"{st.chunks} ({st.reused} reused) on {st.workers} worker(s)"))
+    click.echo(_summary(result, extra))
 
 
 # ------------------------------------------------------------------------------------ info

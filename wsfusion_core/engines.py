@@ -85,6 +85,14 @@ class CompositeEngine:
             yield len(batch)
 
 
+def make_engine(method: str, runner: ModelRunner | None, scales: Any, bands: tuple[int, ...],
+                segmentation: bool, quality: bool) -> Engine:
+    """The engine for ``method``; ``segmentation`` asks for the class map (needs ``runner``)."""
+    if method == "learned" and runner is not None:
+        return LearnedEngine(runner, scales, bands, segmentation, quality)
+    return CompositeEngine(method, quality, runner if segmentation else None, scales, bands)
+
+
 def plan(height: int, width: int, runner: ModelRunner | None, overlap: int,
          strip_rows: int) -> WindowPlan:
     """Network tiles when a model runs; else full-width strips of ``strip_rows`` rows."""

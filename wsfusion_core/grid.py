@@ -22,6 +22,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from .blockread import FixedBlocks
 from .errors import InputError
 from .input_guard import GDAL_TYPE_NAMES, dtype_problem, open_input
 from .options import MaskKind
@@ -274,6 +275,9 @@ class AlignedReader:
             if add_alpha:
                 self._alpha = self._vrt.count
         self._ds = self._vrt if self._vrt is not None else self._src
+        # Warped pixels depend on the requested window unless reads use one fixed block grid
+        # (see blockread.py): then a chunk of a distributed run reads what a local run reads.
+        self._blocks = FixedBlocks(self._vrt) if self._vrt is not None else None
         self._float = np.dtype(info.dtype).kind == "f"
 
     def read(self, window: Window, out_shape: tuple[int, int] | None = None
@@ -285,7 +289,10 @@ class AlignedReader:
         if out_shape is not None:
             kw.update(out_shape=(len(idx),) + tuple(out_shape), resampling=Resampling.nearest)
         try:
-            arr = self._ds.read(idx, **kw)
+            if self._blocks is not None and out_shape is None:
+                arr = self._blocks.read(idx, window)
+            else:
+                arr = self._ds.read(idx, **kw)
             if self._alpha:
                 data, valid = arr[:-1], arr[-1] > 0
             else:

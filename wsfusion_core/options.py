@@ -17,6 +17,7 @@ MaskKind = Literal["nodata", "alpha", "mask", "none"]
 METHODS: Tuple[Method, ...] = ("learned", "mean", "median")
 COMPOSITES: Tuple[Method, ...] = ("mean", "median")  # the methods that need no model
 DEVICES: Tuple[Device, ...] = ("auto", "cpu", "cuda")
+STAC_GROUPS = ("solar_day", "day", "item")  # how STAC items are grouped into dates
 DEFAULT_BANDS: Tuple[int, ...] = (1, 2, 3)
 DEFAULT_OVERLAP = 64
 

@@ -126,6 +126,13 @@ def resolve_device(device: str | None) -> str:
     return d
 
 
+def default_batch(device: str) -> int:
+    """Tiles per batch when none is given: more on a GPU (``auto`` as resolved here, or the
+    device requested for a cluster's workers)."""
+    dev = resolve_device(device) if device == "auto" else device
+    return BATCH_GPU if dev.startswith("cuda") else BATCH_CPU
+
+
 def load_runner(weights: Union[str, os.PathLike] | None, device: str,
                 batch_size: int | None, log: Callable[[str], None], purpose: str
                 ) -> ModelRunner:
@@ -147,7 +154,7 @@ def load_runner(weights: Union[str, os.PathLike] | None, device: str,
     if dev == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(os.cpu_count() or 1)
     model, info = load_weights(path, device=dev)
-    bs = batch_size or (BATCH_GPU if dev.startswith("cuda") else BATCH_CPU)
+    bs = batch_size or default_batch(dev)
     runner = ModelRunner(model, info, dev, bs)
     threads = f", {torch.get_num_threads()} threads" if dev == "cpu" else ""
     amp = ", mixed precision" if dev.startswith("cuda") else ""

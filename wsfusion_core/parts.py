@@ -1,0 +1,195 @@
+"""Finished chunk outputs ("parts") in a hidden folder beside the target, and their assembly.
+
+Each chunk task writes one tiled, compressed GeoTIFF per output (fused, segmentation, quality)
+through a temp name and renames it into place, so a part that exists is complete. The client
+mosaics the parts with a VRT per output and copies that, block row by block row, into the
+outputs a local run would open (same profile, tags, colour table), then publishes them
+together. A manifest holding the run's fingerprint lets ``resume`` reuse parts only from the
+same run. Workers exchange no pixels and no file is written by two tasks, so no lock is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+from xml.sax.saxutils import escape
+
+import rasterio
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+from .blend import FinishedRows
+from .chunks import Chunk, Region
+from .grid import Grid
+from .writers import BLOCK, base_profile
+
+MANIFEST = "manifest.json"
+SMALL_FILE = 1 << 20  # bytes: fingerprinted by content
+_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+               "uint32": "UInt32", "int32": "Int32", "uint64": "UInt64", "int64": "Int64",
+               "float32": "Float32", "float64": "Float64"}
+
+
+def parts_folder(target: str | os.PathLike) -> Path:
+    """The hidden folder beside ``target`` that holds the parts of one run."""
+    t = Path(target)
+    return t.with_name(f".{t.name}.parts")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One output as its parts store it."""
+
+    kind: str  # "fused" | "segmentation" | "quality"
+    count: int
+    dtype: str
+    nodata: float | int | None
+    predictor: bool = True
+
+
+def part_path(folder: str | os.PathLike, kind: str, chunk: Chunk) -> Path:
+    return Path(folder) / f"{kind}_{chunk.name}.tif"
+
+
+def chunk_done(folder: str | os.PathLike, layers: Sequence[Layer], chunk: Chunk) -> bool:
+    return all(part_path(folder, lay.kind, chunk).is_file() for lay in layers)
+
+
+def fingerprint(settings: dict[str, Any], files: Sequence[str | os.PathLike]) -> str:
+    """What makes parts reusable: the run's settings and each file's size and mtime (the
+    content of small files such as VRTs, which a STAC run writes anew each time)."""
+    stamp: list[Any] = []
+    for f in files:
+        if str(f).startswith("/vsi"):  # remote: its name is all we can afford to check
+            stamp.append(str(f))
+            continue
+        st = os.stat(f)
+        if st.st_size <= SMALL_FILE:
+            stamp.append([str(Path(f).resolve()), hashlib.sha256(Path(f).read_bytes()).hexdigest()])
+        else:
+            stamp.append([str(Path(f).resolve()), st.st_size, st.st_mtime_ns])
+    text = json.dumps({"settings": settings, "files": stamp}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prepare_folder(folder: Path, stamp: str, resume: bool) -> bool:
+    """Make the parts folder for a run with fingerprint ``stamp``. With ``resume`` the parts
+    of a run with the same fingerprint are kept (returns True); anything else there is stale
+    and removed first."""
+    manifest = folder / MANIFEST
+    if resume and manifest.is_file():
+        with suppress(OSError, ValueError):
+            if json.loads(manifest.read_text()).get("fingerprint") == stamp:
+                return True
+    remove_folder(folder)
+    folder.mkdir()
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"fingerprint": stamp}) + "\n")
+    os.replace(tmp, manifest)
+    return False
+
+
+def remove_folder(folder: Path) -> None:
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder)
+    elif folder.exists() or folder.is_symlink():
+        folder.unlink()
+
+
+class PartWriters:
+    """The parts of one chunk. ``sink`` takes the finished rows the strip buffer hands back
+    (region coordinates, full region width) and writes the chunk's own pixels of them."""
+
+    def __init__(self, folder: str | os.PathLike, layers: Sequence[Layer], region: Region,
+                 grid: Grid) -> None:
+        c = region.chunk
+        self.region, self.folder = region, Path(folder)
+        win = Window(c.x0, c.y0, c.width, c.height)
+        sub = Grid(grid.crs, window_transform(win, grid.transform), c.width, c.height)
+        token = uuid.uuid4().hex[:12]  # a retried task on another worker writes its own temps
+        self.items: dict[str, tuple[Any, Path, Path]] = {}
+        try:
+            for lay in layers:
+                final = part_path(folder, lay.kind, c)
+                tmp = final.with_name(f".{final.stem}.{token}.tmp.tif")
+                prof = base_profile(sub, lay.count, lay.dtype, lay.nodata, lay.predictor)
+                self.items[lay.kind] = (rasterio.open(tmp, "w", **prof), tmp, final)
+        except Exception:
+            self.abort()
+            raise
+
+    def sink(self, rows: FinishedRows) -> None:
+        reg = self.region
+        c = reg.chunk
+        y_a = reg.y + rows.y
+        y_b = y_a + rows.fused.shape[-2]
+        lo, hi = max(y_a, c.y0), min(y_b, c.y1)
+        if hi <= lo:
+            return
+        xs = slice(c.x0 - reg.x, c.x1 - reg.x)
+        for kind, array in (("fused", rows.fused), ("segmentation", rows.classes),
+                            ("quality", rows.quality)):
+            if kind in self.items and array is not None:
+                self.items[kind][0].write(array[:, lo - y_a:hi - y_a, xs],
+                                          window=Window(0, lo - c.y0, c.width, hi - lo))
+
+    def publish(self) -> None:
+        """Close every part, then rename them into place (a chunk is done once all exist)."""
+        for ds, _tmp, _final in self.items.values():
+            ds.close()
+        for _ds, tmp, final in self.items.values():
+            os.replace(tmp, final)
+
+    def abort(self) -> None:
+        for ds, tmp, _final in self.items.values():
+            with suppress(Exception):
+                ds.close()
+            with suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def write_vrt(path: Path, grid: Grid, layer: Layer, chunks: Sequence[Chunk]) -> Path:
+    """A VRT mosaic of the parts of one output (sources relative to the VRT)."""
+    nd = layer.nodata
+    nd_text = "" if nd is None else (
+        f"    <NoDataValue>{'nan' if isinstance(nd, float) and math.isnan(nd) else nd}"
+        "</NoDataValue>\n")
+    t = grid.transform
+    head = [f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">']
+    if grid.crs is not None:
+        head.append(f"  <SRS>{escape(grid.crs.to_wkt())}</SRS>")
+    head.append(f"  <GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}"
+                "</GeoTransform>")
+    body = []
+    for b in range(1, layer.count + 1):
+        body.append(f'  <VRTRasterBand dataType="{_GDAL_TYPES[layer.dtype]}" band="{b}">')
+        body.append(nd_text.rstrip("\n")) if nd_text else None
+        for c in chunks:
+            body.append(
+                "    <SimpleSource>\n"
+                f'      <SourceFilename relativeToVRT="1">{part_path("", layer.kind, c)}'
+                "</SourceFilename>\n"
+                f"      <SourceBand>{b}</SourceBand>\n"
+                f'      <SrcRect xOff="0" yOff="0" xSize="{c.width}" ySize="{c.height}"/>\n'
+                f'      <DstRect xOff="{c.x0}" yOff="{c.y0}" xSize="{c.width}" '
+                f'ySize="{c.height}"/>\n'
+                "    </SimpleSource>")
+        body.append("  </VRTRasterBand>")
+    path.write_text("\n".join(head + [line for line in body if line] + ["</VRTDataset>"]) + "\n")
+    return path
+
+
+def copy_into(vrt: Path, writer: Any, height: int) -> None:
+    """Stream the mosaic into an output writer, block row by block row (full width)."""
+    with rasterio.open(vrt) as src:
+        for y in range(0, height, BLOCK):
+            h = min(BLOCK, height - y)
+            writer.append(src.read(window=Window(0, y, src.width, h)))

@@ -1,0 +1,234 @@
+"""Inputs given as lists: a text file of paths, or a STAC ItemCollection saved on disk.
+
+STAC items of one date (one pass of the satellite or one flight) are mosaicked into one virtual
+raster (VRT) per date, so each date is one input of the fusion, as the paper treats dates.
+Nothing is downloaded: remote hrefs are named as GDAL virtual file system paths (``/vsicurl/``,
+``/vsis3/``, ``/vsigs/``) and refused in one line, since the input guard reads local files
+only (docs/scale.md says what allowing them would take).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+from xml.sax.saxutils import escape
+
+import rasterio
+
+from .errors import InputError
+from .options import STAC_GROUPS
+
+_VSI = {"http://": "/vsicurl/http://", "https://": "/vsicurl/https://", "s3://": "/vsis3/",
+        "gs://": "/vsigs/", "az://": "/vsiaz/"}
+_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+               "uint32": "UInt32", "int32": "Int32", "float32": "Float32", "float64": "Float64"}
+
+
+def read_input_list(path: str | os.PathLike) -> list[str]:
+    """Paths from a text file, one per line; blank lines and ``#`` comments skipped; relative
+    paths are relative to the list file."""
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read the input list ({exc.strerror})") from None
+    out = []
+    for line in lines:
+        s = line.split("#", 1)[0].strip()
+        if s:
+            out.append(s if _is_remote(s) or os.path.isabs(s) else str(p.parent / s))
+    if not out:
+        raise InputError(f"{p}: the input list names no rasters")
+    return out
+
+
+def _is_remote(href: str) -> bool:
+    return href.startswith("/vsi") or any(href.startswith(k) for k in _VSI)
+
+
+def gdal_path(href: str, base: Path) -> str:
+    """A GDAL-readable path for a STAC href (relative hrefs are relative to the JSON file)."""
+    for scheme, prefix in _VSI.items():
+        if href.startswith(scheme):
+            return prefix + href[len(scheme):]
+    if href.startswith("file://"):
+        href = href[len("file://"):]
+    return href if href.startswith("/vsi") or os.path.isabs(href) else str(base / href)
+
+
+@dataclass(frozen=True)
+class StacAsset:
+    item: str
+    href: str  # GDAL path
+    when: dt.datetime
+    lon: float
+
+
+def stac_assets(path: str | os.PathLike, asset: str) -> list[StacAsset]:
+    """The ``asset`` of every item of a STAC ItemCollection JSON file."""
+    try:
+        import pystac
+    except ImportError:
+        raise InputError(f"{path}: reading STAC needs pystac; install wsfusion[distributed]"
+                         ) from None
+    p = Path(path)
+    try:
+        items = list(pystac.ItemCollection.from_file(str(p)))
+    except Exception as exc:  # pystac raises several types for bad JSON / schema
+        raise InputError(f"{p}: not a STAC ItemCollection ({_first_line(exc)})") from None
+    if not items:
+        raise InputError(f"{p}: the ItemCollection has no items")
+    out = []
+    for it in items:
+        if asset not in it.assets:
+            have = ", ".join(sorted(it.assets)) or "none"
+            raise InputError(f"{p}: item {it.id} has no asset {asset!r} (assets: {have})")
+        when = it.datetime or _parse(it.properties.get("start_datetime"))
+        if when is None:
+            raise InputError(f"{p}: item {it.id} has no datetime")
+        bbox = it.bbox or [0.0, 0.0, 0.0, 0.0]
+        href = gdal_path(it.assets[asset].href, p.parent)
+        if href.startswith("/vsi"):
+            # The input guard reads local files only (a VRT must not pull URLs into an output).
+            raise InputError(f"item {it.id}: asset {asset!r} is remote ({it.assets[asset].href});"
+                             " only local files are read", path=p,
+                             hint="download or mount the assets and point the hrefs at them")
+        out.append(StacAsset(it.id, href, when, (bbox[0] + bbox[2]) / 2))
+    return out
+
+
+def _parse(text: Any) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
+def group_key(a: StacAsset, group: str) -> str:
+    """``solar_day``: the local solar date (UTC shifted by longitude / 15 h), so one pass that
+    crosses midnight UTC stays one date; ``day``: the UTC date; ``item``: no grouping."""
+    when = a.when if a.when.tzinfo else a.when.replace(tzinfo=dt.timezone.utc)
+    if group == "solar_day":
+        return (when.astimezone(dt.timezone.utc) + dt.timedelta(hours=a.lon / 15)).date() \
+            .isoformat()
+    if group == "day":
+        return when.astimezone(dt.timezone.utc).date().isoformat()
+    if group == "item":
+        return a.item
+    raise InputError(f"unknown STAC grouping {group!r}; choose one of {', '.join(STAC_GROUPS)}")
+
+
+@contextmanager
+def stac_inputs(path: str | os.PathLike, asset: str, group: str, output: str | os.PathLike
+                ) -> Iterator[list[str]]:
+    """The fusion inputs of a STAC ItemCollection: one per group, date order. Mosaics are
+    written to a hidden folder beside ``output`` (where every worker of a cluster that writes
+    the output can read them) and removed afterwards."""
+    out = Path(output)
+    folder = out.with_name(f".{out.name}.inputs")
+    folder.mkdir(exist_ok=True)
+    try:
+        yield group_inputs(path, asset, group, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def group_inputs(path: str | os.PathLike, asset: str, group: str, folder: Path) -> list[str]:
+    """One input per group (date order): the asset itself when the group is one local file,
+    else a VRT written into ``folder``."""
+    groups: dict[str, list[StacAsset]] = {}
+    for a in sorted(stac_assets(path, asset), key=lambda a: (a.when, a.item)):
+        groups.setdefault(group_key(a, group), []).append(a)
+    out = []
+    for key, members in groups.items():
+        if len(members) == 1 and not members[0].href.startswith("/vsi"):
+            out.append(members[0].href)
+        else:
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
+            out.append(str(mosaic_vrt(members, folder / f"{safe}.vrt")))
+    return out
+
+
+def mosaic_vrt(members: Sequence[StacAsset], target: Path) -> Path:
+    """A VRT mosaic of same-CRS rasters on the first one's pixel size, plus an alpha band that
+    is 0 where no member has data (so gaps between items are not read as valid pixels)."""
+    heads = [_head(m.href) for m in members]
+    first = heads[0]
+    for m, h in zip(members, heads):
+        if h["crs"] != first["crs"]:
+            raise InputError(f"{m.href}: item {m.item} is in {h['crs']} but {members[0].item} "
+                             f"of the same date is in {first['crs']}; reproject the items or "
+                             "group them apart (group: item)")
+        if h["count"] != first["count"] or h["dtype"] != first["dtype"]:
+            raise InputError(f"{m.href}: item {m.item} has {h['count']} x {h['dtype']} bands, "
+                             f"{members[0].item} has {first['count']} x {first['dtype']}")
+    xres, yres = first["transform"].a, first["transform"].e
+    left = min(h["bounds"].left for h in heads)
+    top = max(h["bounds"].top for h in heads)
+    right = max(h["bounds"].right for h in heads)
+    bottom = min(h["bounds"].bottom for h in heads)
+    width = int(math.ceil(round((right - left) / xres, 6)))
+    height = int(math.ceil(round((bottom - top) / yres, 6)))
+    lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
+    if first["crs"] is not None:
+        lines.append(f"  <SRS>{escape(first['crs'].to_wkt())}</SRS>")
+    lines.append(f"  <GeoTransform>{left!r}, {xres!r}, 0.0, {top!r}, 0.0, {yres!r}"
+                 "</GeoTransform>")
+    gtype = _GDAL_TYPES.get(first["dtype"])
+    if gtype is None:
+        raise InputError(f"{members[0].href}: data type {first['dtype']} cannot be mosaicked")
+    for b in range(1, first["count"] + 2):
+        alpha = b == first["count"] + 1
+        lines.append(f'  <VRTRasterBand dataType="{gtype}" band="{b}">')
+        if alpha:
+            lines.append("    <ColorInterp>Alpha</ColorInterp>")
+        else:  # keep what the first item says about its bands (RGB stays RGB in the output)
+            lines.append(f"    <ColorInterp>{first['colorinterp'][b - 1]}</ColorInterp>")
+            if first["descriptions"][b - 1]:
+                lines.append(f"    <Description>{escape(first['descriptions'][b - 1])}"
+                             "</Description>")
+        for m, h in zip(members, heads):
+            nd = h["nodata"]
+            xoff = (h["bounds"].left - left) / xres
+            yoff = (h["bounds"].top - top) / yres
+            dw = h["width"] * h["transform"].a / xres
+            dh = h["height"] * h["transform"].e / yres
+            src = (f'      <SourceFilename relativeToVRT="0">{escape(m.href)}</SourceFilename>\n'
+                   f"      <SourceBand>{1 if alpha else b}</SourceBand>\n"
+                   f'      <SrcRect xOff="0" yOff="0" xSize="{h["width"]}" '
+                   f'ySize="{h["height"]}"/>\n'
+                   f'      <DstRect xOff="{xoff!r}" yOff="{yoff!r}" xSize="{dw!r}" '
+                   f'ySize="{dh!r}"/>\n')
+            if nd is not None:
+                src += f"      <NODATA>{nd}</NODATA>\n"
+            if alpha:
+                top_value = 255 if gtype == "Byte" else 65535 if gtype == "UInt16" else 1
+                src += (f"      <ScaleOffset>{top_value}</ScaleOffset>\n"
+                        "      <ScaleRatio>0</ScaleRatio>\n")
+            lines.append(f"    <ComplexSource>\n{src}    </ComplexSource>")
+        lines.append("  </VRTRasterBand>")
+    lines.append("</VRTDataset>")
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+def _head(href: str) -> dict[str, Any]:
+    try:
+        with rasterio.open(href) as src:
+            return {"crs": src.crs, "transform": src.transform, "bounds": src.bounds,
+                    "width": src.width, "height": src.height, "count": src.count,
+                    "dtype": src.dtypes[0], "nodata": src.nodata,
+                    "colorinterp": [ci.name.capitalize() for ci in src.colorinterp],
+                    "descriptions": list(src.descriptions)}
+    except Exception as exc:
+        raise InputError(f"{href}: not a readable raster ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
