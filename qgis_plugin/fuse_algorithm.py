@@ -60,7 +60,8 @@ bands, e.g. 8-bit RGB or RGB + near infrared. Every band is fused and written; \
 <i>Network bands</i> only chooses which three the networks look at (default 1,2,3 = red, green, \
 blue; e.g. 4,3,2 for Sentinel-2). 8-bit images are read as stored; other types are put on \
 one radiometric scale for all inputs (<i>Radiometric scale</i>: <tt>auto</tt> estimates it \
-jointly, <tt>s2</tt> means reflectance &times; 10000), so a cloudy input still looks brighter \
+jointly, <tt>s2</tt> means reflectance &times; 10000; also <tt>landsat-c2</tt>, \
+<tt>reflectance</tt>, <tt>LO,HI</tt> or a divisor), so a cloudy input still looks brighter \
 than a clear one. They are aligned onto the grid of the first input (or of <i>Output grid from \
 layer</i>). \
 Web layers (WMS, XYZ) \
@@ -293,8 +294,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
                 self.BANDS, "Network bands (e.g. 1,2,3)", defaultValue="",
                 optional=True),
             QgsProcessingParameterString(
-                self.SCALE, "Radiometric scale for all inputs (auto, s2, landsat-c2, reflectance, "
-                "LO,HI, a divisor, per-input)", defaultValue="auto", optional=True),
+                self.SCALE, "Radiometric scale (auto, s2, …)", defaultValue="auto",
+                optional=True),
             QgsProcessingParameterRasterLayer(
                 self.REFERENCE, "Output grid from layer",
                 optional=True),
