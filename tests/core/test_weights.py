@@ -86,7 +86,7 @@ def test_reading_metadata_does_not_import_torch():
     proc = run_python("import sys\nfrom wsfusion_core.report import inspect\n"
                       "from wsfusion_core.weights import read_info, resolve_weights\n"
                       "read_info(resolve_weights(None))\n"
-                      "inspect(['wsfusion_core/data/sample/input_1_20100629.tif'])\n"
+                      "inspect(['wsfusion_core/data/sample/banepa/input_1.tif'])\n"
                       "print('torch' in sys.modules)")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "False"
