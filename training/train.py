@@ -23,7 +23,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .splits import SCENARIOS, TRAIN_CLOUDS, TRAIN_TILES, VAL_CLOUDS, VAL_TILES
+from .splits import (
+    SCENARIOS,
+    TEST_CLOUDS,
+    TEST_TILES,
+    TRAIN_CLOUDS,
+    TRAIN_TILES,
+    VAL_CLOUDS,
+    VAL_TILES,
+)
 
 CLASS_WEIGHTS = (0.5, 2.0, 1.0)  # α: background, road, building
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -222,14 +230,19 @@ def model_info(cfg: TrainConfig, history: list[dict], extra: dict[str, Any] | No
         provenance={
             "method": "Rafique, Blanton, Jacobs: weakly supervised fusion of multiple overhead "
                       "images (quality U-Net, softmax fusion, segmentation U-Net, end to end)",
-            "variant": "clean upper bound" if cfg.clean else f"fusion={cfg.fusion}",
+            "variant": "clean upper bound" if cfg.clean else (
+                f"fusion={cfg.fusion}, quality net={cfg.architecture}, artifacts={cfg.artifacts}"
+                f", aux L1 weight={cfg.aux_weight:g}" + (", +Banepa" if cfg.banepa else "")),
             "data": (f"user data {cfg.user_data} (bottom {cfg.user_val_fraction:.0%} of each "
                      "image for validation)" + (f", fine-tuned from {cfg.init}" if cfg.init else "")
                      ) if cfg.user_data else
                     ("Dubai aerial segmentation (Humans in the Loop / MBRSC, CC0): train tiles "
-                     f"{cfg.train_tiles}, validation tiles {cfg.val_tiles}, test tile 7 held out"),
+                     f"{cfg.train_tiles}, validation tiles {cfg.val_tiles}, test tiles "
+                     f"{list(TEST_TILES)} held out"
+                     + ("; Banepa buildings (OpenAerialMap CC BY 4.0, OSM ODbL; partial "
+                        "labels), validation columns held out" if cfg.banepa else "")),
             "clouds": {"train": cfg.train_clouds, "validation": cfg.val_clouds,
-                       "test (held out)": ["cloud38"]},
+                       "test (held out)": list(TEST_CLOUDS)},
             "recipe": asdict(cfg) | {"class_weights_bg_road_building": list(CLASS_WEIGHTS),
                                      "optimiser": "Adam betas (0.9, 0.999)"},
             "recipe_note": cfg.recipe_note,
