@@ -2,11 +2,12 @@
 # The GPU check of issue 12, for a lent machine (python3 with torch + CUDA; no rasterio/GDAL).
 # Run from the repository root with the prepared data carried in .device/data
 # (python -m training.prepare_device_data). Everything fits in 8 minutes wall-clock:
-#   1. the CUDA tests          → $OUT/tests.txt
+#   1. the CUDA tests          → $OUT/tests.txt (folded into summary.md at the end)
 #   2. the lead's benchmark    (# BENCH below)
 #   3. five trainings at once on the one GPU (training/device_runs.py): the main recipe on the
-#      paper's 20-epoch schedule + 4 ablation lines → $OUT/<run>/weights.safetensors and
-#      $OUT/summary.md (table + per-epoch validation). The training budget is what is left.
+#      paper's 20-epoch schedule + 4 ablation lines → $OUT/<run>/weights.safetensors (best by
+#      validation), $OUT/main/last.safetensors and $OUT/summary.md (table, per-epoch validation,
+#      test output): 7 files, the bench may add one. The training budget is what is left.
 # GPU_SMOKE=1: a tiny CPU schedule that checks the whole path in about a minute.
 set -u
 cd "$(dirname "$0")/.."

@@ -43,7 +43,7 @@ RUNS: dict[str, tuple[list[str], int, int, str]] = {
 COMMON = ["--banepa", "--init", DEFAULT_INIT, "--batch-size", "8", "--crop", "192",
           "--scale", "1", "8", "--k", "1", "2", "3", "4", "5", "6",
           "--k-probs", "0.05", "0.25", "0.25", "0.2", "0.15", "0.1", "--lr", "5e-4",
-          "--lr-halvings", "3", "--time-epochs", "--val-crops", "8", "--val-crop", "256",
+          "--lr-halvings", "3", "--time-epochs", "--val-crops", "24", "--val-crop", "256",
           "--threads", "1", "--seed", "12"]
 SMOKE = ["--batch-size", "2", "--crop", "96", "--val-crops", "1", "--val-crop", "96",
          "--device", "cpu"]
@@ -164,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if best.is_file():
             (out / name).mkdir(parents=True, exist_ok=True)
             shutil.copy(best, out / name / "weights.safetensors")
+        last = scratch / name / "last.safetensors"
+        if name == "main" and last.is_file():  # the end of the full schedule, for comparison
+            shutil.copy(last, out / name / "last.safetensors")
         log = (scratch / name / "train.log")
         tail = log.read_text(errors="replace").splitlines()[-6:] if log.is_file() else []
         status = "ok" if code == 0 else ("stopped at the time limit" if code is None
@@ -178,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                               f"lr {rec['lr']:.2g} val " + " ".join(
                                   f"{k} {x:.3f}" for k, x in v.items()))
         lines += [f"## {name}: {status}", "```", *epochs, *[t[-400:] for t in tail], "```", ""]
+    tests = out / "tests.txt"  # folded in: the machine returns at most 8 files
+    if tests.is_file():
+        lines += ["## CUDA tests", "```", *tests.read_text(errors="replace").splitlines()[-40:],
+                  "```"]
+        tests.unlink()
     summary = table(out) + "\n" + "\n".join(lines)
     (out / "summary.md").write_text(summary)
     print(summary)
