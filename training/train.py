@@ -44,7 +44,7 @@ class TrainConfig:
     fusion: str = "learned"  # "learned" | "mean" (baseline)
     clean: bool = False  # the clean upper bound: segmentation net on clean images
     architecture: str = "paper"  # quality net: "paper" (each input alone) | "set" (set-aware)
-    artifacts: str = "paper"  # "paper" (clouds / missing data) | "real" (artifacts like real)
+    artifacts: str = "paper"  # "paper" (clouds / missing data) | "real" (like real) | "mixed"
     banepa: bool = False  # add Banepa buildings (partial labels: only buildings labelled)
     aux_weight: float = 0.0  # auxiliary L1(fused, clean); 0 = the paper's pure weak supervision
     name: str = ""
@@ -60,6 +60,7 @@ class TrainConfig:
     declared_prob: float = 0.5
     scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
     jitter: float = 0.0
+    joint_gain: list[float] = field(default_factory=lambda: [1.0, 1.0])  # see SampleConfig
     lr: float = 1e-4
     lr_halvings: int = 3  # halve the lr this many times, evenly (paper: 20 epochs, every 5)
     lr_step_epochs: int = 0  # halve every this many epochs after warm-up; 0 → from lr_halvings
@@ -340,7 +341,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     scfg = SampleConfig(crop=cfg.crop, k_choices=cfg.k, k_probs=cfg.k_probs,
                         share_range=tuple(cfg.share), cloud_prob=cfg.cloud_prob,
                         declared_prob=cfg.declared_prob, scale_range=tuple(cfg.scale),
-                        jitter=cfg.jitter, artifacts=cfg.artifacts)
+                        jitter=cfg.jitter, artifacts=cfg.artifacts,
+                        joint_gain=tuple(cfg.joint_gain))
     timed = cfg.time_epochs and cfg.budget_min > 0
     ds = FusionDataset(train_items, (10 ** 8 if timed else steps) * cfg.batch_size,
                        cfg.batch_size, scfg, clouds, seed=cfg.seed,
