@@ -123,12 +123,12 @@ def table(out: Path, runs: dict | None = None) -> str:
     validation clouds)."""
     if runs is None:  # whichever set wrote this folder
         runs = next((r for r in RUN_SETS.values() if all((out / n).is_dir() for n in r)), RUNS)
-    rows = ["| run | arch | artifacts | aux | epochs | steps | sel. epoch | val mIoU | S1 | S2 "
-            "| R3 | R3 L1 | what it tests |", "|" + "---|" * 13]
+    rows = ["| run | arch | artifacts | aux | selected epoch | its step | val mIoU | S1 | S2 "
+            "| R3 | R3 L1 | what it tests |", "|" + "---|" * 12]
     for name in runs:
         w = out / name / "weights.safetensors"
         if not w.is_file():
-            rows.append(f"| {name} | – | – | – | – | – | – | (no weights) | | | | | "
+            rows.append(f"| {name} | – | – | – | – | – | (no weights) | | | | | "
                         f"{runs[name][3]} |")
             continue
         meta, hist = _history(w)
@@ -141,8 +141,8 @@ def table(out: Path, runs: dict | None = None) -> str:
             return f"{v[key]:.3f}" if key in v else "–"
 
         rows.append(f"| {name} | {meta.get('architecture', 'paper')} | {rec['artifacts']} | "
-                    f"{rec['aux_weight']:g} | {len(hist)} | {hist[-1]['step'] if hist else 0} | "
-                    f"{sel} | {f('miou')} | {f('S1')} | {f('S2')} | {f('R3')} | {f('R3_l1')} | "
+                    f"{rec['aux_weight']:g} | {sel} | {hist[sel - 1]['step'] if hist else 0} | "
+                    f"{f('miou')} | {f('S1')} | {f('S2')} | {f('R3')} | {f('R3_l1')} | "
                     f"{runs[name][3]} |")
     return "\n".join(rows) + "\n\n(synthetic validation numbers: Dubai tile 6 with held-out " \
         "validation clouds; S1/S2 the paper's artifacts, R3 K=3 realistic artifacts)\n"
