@@ -233,9 +233,15 @@ class SampleConfig:
     augment: bool = True  # flips / rot90
     alternate: bool = False  # fixed scenarios: inputs alternate cloud, missing, cloud, ...
     # "paper": clouds or missing data as the paper (corrupt); "real": artifacts like real ones
-    # (spoil_input: haze, clouds with shadows, overcast dates, fills, stripes, radiometry).
+    # (spoil_input: haze, clouds with shadows, overcast dates, fills, stripes, radiometry);
+    # "mixed": half the samples each.
     artifacts: str = "paper"
     mix: ArtifactMix = field(default_factory=ArtifactMix)
+    # One brightness gain (log-uniform in this range) and gamma for ALL inputs and the clean
+    # image of a sample: the common radiometric scale at inference differs from scene to scene
+    # (sensors, exports, --scale), while the relations between dates that the set-aware net
+    # reads must survive. (1, 1): off.
+    joint_gain: tuple[float, float] = (1.0, 1.0)
 
 
 def _resize_uint8(a: np.ndarray, size: int, labels: bool) -> np.ndarray:
@@ -286,8 +292,14 @@ def make_sample(image: np.ndarray, labels: np.ndarray, k: int, cfg: SampleConfig
     inputs = np.empty((k, 3, c, c), np.float32)
     valid = np.ones((k, c, c), bool)
     affected = np.zeros((k, c, c), bool)
+    if cfg.artifacts not in ("paper", "real", "mixed"):
+        raise ValueError(f"artifacts must be 'paper', 'real' or 'mixed', not {cfg.artifacts!r}")
+    # "mixed": each sample is either the paper's artifacts or the realistic mix, half and half
+    # (the paper's thick clouds and bare zero gaps teach rejection sharply; the realistic mix
+    # brings haze, shadows, overcast dates and radiometric differences).
+    real = cfg.artifacts == "real" or (cfg.artifacts == "mixed" and rng.random() < 0.5)
     for i in range(k):
-        if cfg.artifacts == "real":
+        if real:
             spoiled, valid[i], affected[i] = spoil_input(clean, rng, cfg.mix, clouds)
             inputs[i] = spoiled.transpose(2, 0, 1)
             continue
@@ -301,6 +313,12 @@ def make_sample(image: np.ndarray, labels: np.ndarray, k: int, cfg: SampleConfig
             valid[i] = ~aff
         inputs[i] = spoiled.transpose(2, 0, 1)
         affected[i] = aff
+    g_lo, g_hi = cfg.joint_gain
+    if g_hi > g_lo:
+        gain = float(np.exp(rng.uniform(np.log(g_lo), np.log(g_hi))))
+        gamma = float(np.exp(rng.uniform(-0.3, 0.3)))
+        inputs = np.clip(gain * inputs ** gamma, 0, 1).astype(np.float32)
+        clean = np.clip(gain * clean ** gamma, 0, 1).astype(np.float32)
     return {"inputs": inputs, "valid": valid, "labels": np.ascontiguousarray(lab, np.int64),
             "clean": clean.transpose(2, 0, 1).copy(), "affected": affected}
 

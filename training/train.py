@@ -23,7 +23,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .splits import SCENARIOS, TRAIN_CLOUDS, TRAIN_TILES, VAL_CLOUDS, VAL_TILES
+from .splits import (
+    SCENARIOS,
+    TEST_CLOUDS,
+    TEST_TILES,
+    TRAIN_CLOUDS,
+    TRAIN_TILES,
+    VAL_CLOUDS,
+    VAL_TILES,
+)
 
 CLASS_WEIGHTS = (0.5, 2.0, 1.0)  # α: background, road, building
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -36,7 +44,7 @@ class TrainConfig:
     fusion: str = "learned"  # "learned" | "mean" (baseline)
     clean: bool = False  # the clean upper bound: segmentation net on clean images
     architecture: str = "paper"  # quality net: "paper" (each input alone) | "set" (set-aware)
-    artifacts: str = "paper"  # "paper" (clouds / missing data) | "real" (artifacts like real)
+    artifacts: str = "paper"  # "paper" (clouds / missing data) | "real" (like real) | "mixed"
     banepa: bool = False  # add Banepa buildings (partial labels: only buildings labelled)
     aux_weight: float = 0.0  # auxiliary L1(fused, clean); 0 = the paper's pure weak supervision
     name: str = ""
@@ -52,6 +60,7 @@ class TrainConfig:
     declared_prob: float = 0.5
     scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
     jitter: float = 0.0
+    joint_gain: list[float] = field(default_factory=lambda: [1.0, 1.0])  # see SampleConfig
     lr: float = 1e-4
     lr_halvings: int = 3  # halve the lr this many times, evenly (paper: 20 epochs, every 5)
     lr_step_epochs: int = 0  # halve every this many epochs after warm-up; 0 → from lr_halvings
@@ -222,14 +231,19 @@ def model_info(cfg: TrainConfig, history: list[dict], extra: dict[str, Any] | No
         provenance={
             "method": "Rafique, Blanton, Jacobs: weakly supervised fusion of multiple overhead "
                       "images (quality U-Net, softmax fusion, segmentation U-Net, end to end)",
-            "variant": "clean upper bound" if cfg.clean else f"fusion={cfg.fusion}",
+            "variant": "clean upper bound" if cfg.clean else (
+                f"fusion={cfg.fusion}, quality net={cfg.architecture}, artifacts={cfg.artifacts}"
+                f", aux L1 weight={cfg.aux_weight:g}" + (", +Banepa" if cfg.banepa else "")),
             "data": (f"user data {cfg.user_data} (bottom {cfg.user_val_fraction:.0%} of each "
                      "image for validation)" + (f", fine-tuned from {cfg.init}" if cfg.init else "")
                      ) if cfg.user_data else
                     ("Dubai aerial segmentation (Humans in the Loop / MBRSC, CC0): train tiles "
-                     f"{cfg.train_tiles}, validation tiles {cfg.val_tiles}, test tile 7 held out"),
+                     f"{cfg.train_tiles}, validation tiles {cfg.val_tiles}, test tiles "
+                     f"{list(TEST_TILES)} held out"
+                     + ("; Banepa buildings (OpenAerialMap CC BY 4.0, OSM ODbL; partial "
+                        "labels), validation columns held out" if cfg.banepa else "")),
             "clouds": {"train": cfg.train_clouds, "validation": cfg.val_clouds,
-                       "test (held out)": ["cloud38"]},
+                       "test (held out)": list(TEST_CLOUDS)},
             "recipe": asdict(cfg) | {"class_weights_bg_road_building": list(CLASS_WEIGHTS),
                                      "optimiser": "Adam betas (0.9, 0.999)"},
             "recipe_note": cfg.recipe_note,
@@ -327,7 +341,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     scfg = SampleConfig(crop=cfg.crop, k_choices=cfg.k, k_probs=cfg.k_probs,
                         share_range=tuple(cfg.share), cloud_prob=cfg.cloud_prob,
                         declared_prob=cfg.declared_prob, scale_range=tuple(cfg.scale),
-                        jitter=cfg.jitter, artifacts=cfg.artifacts)
+                        jitter=cfg.jitter, artifacts=cfg.artifacts,
+                        joint_gain=tuple(cfg.joint_gain))
     timed = cfg.time_epochs and cfg.budget_min > 0
     ds = FusionDataset(train_items, (10 ** 8 if timed else steps) * cfg.batch_size,
                        cfg.batch_size, scfg, clouds, seed=cfg.seed,
