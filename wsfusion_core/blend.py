@@ -101,6 +101,59 @@ class StripBuffer:
         return rows
 
 
+class DirectStrip:
+    """For plans whose strips do not overlap (the composites' strips, a raster of one tile): every
+    pixel comes from exactly one result, so results are converted to the output dtype as they
+    arrive, with no float accumulators. Same interface as ``StripBuffer``."""
+
+    def __init__(self, plan: WindowPlan, width: int, count: int, k: int, dtype: str,
+                 nodata: Union[float, int, None], num_classes: int, quality: bool) -> None:
+        self.count, self.width, self.k = count, width, k
+        self.quality, self.classes = quality, num_classes > 0
+        self.dtype, self.nodata = np.dtype(dtype), nodata
+        self.rows: FinishedRows | None = None  # the current strip, filled by ``add``
+        self.valid = np.zeros((0, width), bool)
+
+    @staticmethod
+    def fits(plan: WindowPlan) -> bool:
+        """True when no two strips of ``plan`` share a pixel (full width, weight 1)."""
+        return plan.cols.count == 1 and all(bool(np.all(w == 1)) for w in plan.rows.weights)
+
+    def mark_valid(self, y0: int, any_valid: np.ndarray) -> None:
+        """Start the strip at raster row ``y0``; ``any_valid`` (h, W): where some input is.
+        Each strip gets new arrays: the writers may keep the previous ones."""
+        h, w = any_valid.shape
+        self.valid = any_valid
+        self.rows = FinishedRows(
+            y0, np.empty((self.count, h, w), self.dtype),
+            np.empty((1, h, w), np.uint8) if self.classes else None,
+            np.empty((self.k, h, w), np.float32) if self.quality else None)
+
+    def add(self, y: int, x: int, weight: np.ndarray, fused: np.ndarray | None,
+            quality: np.ndarray | None, seg: np.ndarray | None) -> None:
+        """Convert one result (bands, h, w) at raster (y, x); ``weight`` is 1 by construction."""
+        rows = self.rows
+        assert rows is not None, "mark_valid starts every strip"
+        first = next(a for a in (fused, quality, seg) if a is not None)
+        h, w = first.shape[-2:]
+        ys, xs = slice(y - rows.y, y - rows.y + h), slice(x, x + w)
+        valid = self.valid[ys, xs]
+        if fused is not None:
+            rows.fused[:, ys, xs] = _to_dtype(fused, valid, self.dtype, self.nodata)
+        if quality is not None and rows.quality is not None:
+            rows.quality[:, ys, xs] = np.where(valid, quality, np.nan)
+        if seg is not None and rows.classes is not None:
+            rows.classes[0, ys, xs] = np.where(valid, seg.argmax(axis=0), SEGMENTATION_NODATA)
+
+    def take(self, upto: int) -> FinishedRows | None:
+        """The current strip's rows (``upto`` is the strip's end: strips do not overlap)."""
+        rows, self.rows = self.rows, None
+        return rows if rows is not None and upto > rows.y else None
+
+
+Buffer = Union[StripBuffer, DirectStrip]
+
+
 def _shift(a: np.ndarray, n: int) -> None:
     """Drop the first n rows (axis 1) and zero the freed tail, in place."""
     keep = a.shape[1] - n

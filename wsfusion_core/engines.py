@@ -8,14 +8,16 @@ for cancel and reports progress in one place.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import numpy as np
 
-from .blend import StripBuffer
+from .blend import Buffer
 from .composite import composite_chunks
-from .runner import ModelRunner
 from .windows import WindowPlan, batches, plan_strips, plan_windows
+
+if TYPE_CHECKING:
+    from .runner import ModelRunner
 
 
 class Engine(Protocol):
@@ -24,7 +26,7 @@ class Engine(Protocol):
         ...
 
     def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
-                      buffer: StripBuffer) -> Iterator[int]:
+                      buffer: Buffer) -> Iterator[int]:
         """Blend tile-row ``r`` (all inputs, full width) into ``buffer``; yield units done."""
         ...
 
@@ -42,7 +44,7 @@ class LearnedEngine:
         return plan.tile_count
 
     def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
-                      buffer: StripBuffer) -> Iterator[int]:
+                      buffer: Buffer) -> Iterator[int]:
         for batch in batches(plan.tiles_in_row(r), self.runner.batch_size):
             fused, qual, seg = self.runner.learned(batch, plan, data, valid, self.scales,
                                                    self.bands, want_seg=self.segmentation,
@@ -68,7 +70,7 @@ class CompositeEngine:
         return plan.tile_count if self.runner is not None else plan.rows.count
 
     def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
-                      buffer: StripBuffer) -> Iterator[int]:
+                      buffer: Buffer) -> Iterator[int]:
         y0 = plan.rows.starts[r]
         w = plan.rows.weights[r][:, None]
         for x0, comp, q in composite_chunks(data, valid, self.method, self.quality):

@@ -135,8 +135,13 @@ def plan_windows(height: int, width: int, tile: int = 300, overlap: int = 64) ->
 
 
 def plan_strips(height: int, width: int, rows: int) -> WindowPlan:
-    """Full-width strips of ``rows`` rows, no overlap (the composites need no tiles)."""
-    return WindowPlan(plan_axis(height, rows, 0), plan_axis(width, width, 0))
+    """Full-width strips of ``rows`` rows, the last one shorter: no pixel is in two strips, so
+    composites are converted straight to the output (blend.DirectStrip), no accumulators."""
+    starts = tuple(range(0, height, rows))
+    sizes = tuple(min(rows, height - s) for s in starts)
+    axis = AxisPlan(height, max(sizes), starts, sizes,
+                    tuple(np.ones(n, np.float32) for n in sizes))
+    return WindowPlan(axis, plan_axis(width, width, 0))
 
 
 T = TypeVar("T")
