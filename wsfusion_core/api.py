@@ -178,16 +178,17 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             buffer = StripBuffer(plan, grid.width, al.count, k, dtype, nodata, classes,
                                  q_w is not None)
         done, total = 0, engine.units(plan)
-        rows = stack.enter_context(strips(readers, plan, grid.width))
-        for r, data, valid in rows:
+        # The next strip is read while this one is processed; composites read in pieces.
+        for s in stack.enter_context(strips(readers, plan, grid.width, pieces=runner is None)):
             _poll(cancel)
-            buffer.mark_valid(plan.rows.starts[r], valid.any(axis=0))
-            for units in engine.process_strip(plan, r, data, valid, buffer):
+            buffer.mark_valid(plan.rows.starts[s.row], s.valid.any(axis=0), s.x)
+            for units in engine.process_strip(plan, s.row, s.data, s.valid, buffer, s.x):
                 done += units
                 cb(min(done / total, 0.99))
                 _poll(cancel)
-            del data, valid
-            _write(buffer.take(plan.finished_before(r)), fused_w, seg_w, q_w)
+            if s.last:
+                _write(buffer.take(plan.finished_before(s.row)), fused_w, seg_w, q_w)
+            del s
         _poll(cancel)
         outs.commit()
     cb(1.0)

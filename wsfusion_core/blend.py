@@ -47,9 +47,11 @@ class StripBuffer:
         self.qsum = np.zeros((k, h, width), np.float32) if quality else None
         self.dtype, self.nodata = dt, nodata
 
-    def mark_valid(self, y0: int, any_valid: np.ndarray) -> None:
-        """Rows from ``y0`` where some input is valid: everywhere else becomes nodata."""
-        self.valid[y0 - self.y:y0 - self.y + any_valid.shape[0]] |= any_valid
+    def mark_valid(self, y0: int, any_valid: np.ndarray, x0: int = 0) -> None:
+        """Rows from ``y0`` (columns from ``x0``) where some input is valid: everywhere else
+        becomes nodata."""
+        h, w = any_valid.shape
+        self.valid[y0 - self.y:y0 - self.y + h, x0:x0 + w] |= any_valid
 
     def add(self, y: int, x: int, weight: np.ndarray, fused: np.ndarray | None,
             quality: np.ndarray | None, seg: np.ndarray | None) -> None:
@@ -116,18 +118,20 @@ class DirectStrip:
 
     @staticmethod
     def fits(plan: WindowPlan) -> bool:
-        """True when no two strips of ``plan`` share a pixel (full width, weight 1)."""
-        return plan.cols.count == 1 and all(bool(np.all(w == 1)) for w in plan.rows.weights)
+        """True when no two tiles or strips of ``plan`` share a pixel."""
+        return plan.disjoint
 
-    def mark_valid(self, y0: int, any_valid: np.ndarray) -> None:
-        """Start the strip at raster row ``y0``; ``any_valid`` (h, W): where some input is.
-        Each strip gets new arrays: the writers may keep the previous ones."""
+    def mark_valid(self, y0: int, any_valid: np.ndarray, x0: int = 0) -> None:
+        """``any_valid`` (h, w): where some input is, from raster (y0, x0). Column 0 starts a
+        new strip with new arrays (the writers may keep the previous ones)."""
         h, w = any_valid.shape
-        self.valid = any_valid
-        self.rows = FinishedRows(
-            y0, np.empty((self.count, h, w), self.dtype),
-            np.empty((1, h, w), np.uint8) if self.classes else None,
-            np.empty((self.k, h, w), np.float32) if self.quality else None)
+        if x0 == 0:
+            self.valid = np.zeros((h, self.width), bool)
+            self.rows = FinishedRows(
+                y0, np.empty((self.count, h, self.width), self.dtype),
+                np.empty((1, h, self.width), np.uint8) if self.classes else None,
+                np.empty((self.k, h, self.width), np.float32) if self.quality else None)
+        self.valid[:, x0:x0 + w] = any_valid
 
     def add(self, y: int, x: int, weight: np.ndarray, fused: np.ndarray | None,
             quality: np.ndarray | None, seg: np.ndarray | None) -> None:
