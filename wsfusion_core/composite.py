@@ -3,13 +3,18 @@ are valid there. numpy only, so the mean and median methods need no torch and no
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
 
 from .options import COMPOSITES
 
-CHUNK = 1024  # columns per composite step (bounds the float temporaries)
+CHUNK = 512  # columns per composite step (bounds the float temporaries)
+# threads per strip: a composite piece (engines.COMPOSITE_COLUMNS) has 4 chunks
+WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+              else os.cpu_count() or 1)
 
 
 def composite(data: np.ndarray, valid: np.ndarray, method: str = "mean") -> tuple[np.ndarray,
@@ -68,9 +73,26 @@ def zero_invalid(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def composite_chunks(data: np.ndarray, valid: np.ndarray, method: str, quality: bool
                      ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    """The composite of one strip, column chunk by column chunk so temporaries stay small:
-    yields (x0, composite (C, h, w), equal weights (K, h, w) or None)."""
-    for x0 in range(0, data.shape[-1], CHUNK):
+    """The composite of one strip, column chunk by column chunk so temporaries stay small, the
+    chunks computed on up to ``WORKERS`` threads (numpy releases the GIL): yields (x0,
+    composite (C, h, w), equal weights (K, h, w) or None) in column order."""
+    def one(x0: int) -> tuple[int, np.ndarray, np.ndarray | None]:
         d, v = data[..., x0:x0 + CHUNK], valid[..., x0:x0 + CHUNK]
         comp, _ = composite(d, v, method)
-        yield x0, comp, (equal_weights(v) if quality else None)
+        return x0, comp, (equal_weights(v) if quality else None)
+
+    starts = range(0, data.shape[-1], CHUNK)
+    if WORKERS < 2 or len(starts) < 2:
+        yield from map(one, starts)
+        return
+    yield from _pool().map(one, starts)
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One process-wide pool: the same threads (and their malloc arenas) serve every strip."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(WORKERS, thread_name_prefix="wsfusion-composite"))
+    return _POOL[0]
