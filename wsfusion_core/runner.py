@@ -26,6 +26,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .composite import composite
 from .errors import WeightsError, WsfusionError
+from .model import fuse_by_quality
 from .options import DEVICES, check_choice
 from .view import network_view
 from .windows import Tile, WindowPlan, pad_to
@@ -200,8 +201,6 @@ class ModelRunner:
         """Quality weights per input, applied to the original values of every band; the
         segmentation net reads the fused network view. → fused (B, C, T, T), weights
         (B, K, T, T) and class probabilities (B, N, T, T) where asked for."""
-        from .model import fuse_by_quality
-
         d, v = self._tiles(batch, plan, data, valid)
         view = self._view(d, v, scales, bands)
         work = torch.float64 if d.dtype.itemsize > 2 else torch.float32
