@@ -1,13 +1,20 @@
-"""End-to-end throughput and peak memory of ``wsfusion_core.fuse`` vs the bare model.
+"""Throughput and peak memory of ``wsfusion_core.fuse``, each against a limit measured in the
+same run: the FLOP-bound limit of the networks and the I/O floor of the files.
 
-Each configuration runs in a fresh subprocess (so peak RSS is that run's own), on synthetic
-RGB uint8 rasters with nodata holes written once to a temp folder. The bare-model line times
-only ``FusionModel.forward`` on pre-made batches of tiles the size the engine uses, for the
-same number of tiles as the end-to-end plan; end-to-end / bare shows what I/O, alignment and
-blending cost on top of the network.
+- every configuration runs in a fresh subprocess (its peak RSS is its own; its time includes
+  importing torch, as a CLI run's does), on synthetic RGB uint8 rasters with nodata holes;
+- **FLOP-bound limit** (learned / segmentation): FLOPs per output Mpx from the plan (tiles ×
+  network passes × FLOPs per pass, counted by ``torch.utils.flop_counter``) divided into the
+  best GFLOP/s the bare network reaches on this machine in this run (several call shapes and
+  layouts are tried, the best one counts);
+- **I/O floor**: read the K inputs strip by strip and write one output with GDAL (same
+  compression and threads as the engine), no networks;
+- ``--repeat N`` interleaves N rounds of every measurement and keeps each one's best time, so
+  the ratios compare runs taken under the same load.
 
-    .venv/bin/python bench/bench_fuse.py                       # CPU defaults (small)
-    .venv/bin/python bench/bench_fuse.py --sizes 1024,2048,4096,8192 --k 2,6 --device cuda
+    python bench/bench_fuse.py                                    # CPU: 2048², K 2 and 6
+    python bench/bench_fuse.py --sizes 2048,8192 --configs mean,median --repeat 3
+    python bench/bench_fuse.py --device cuda --sizes 2048,8192 --k 2,6 --budget 170
 """
 
 from __future__ import annotations
@@ -25,6 +32,12 @@ from pathlib import Path
 import numpy as np
 
 CHUNK = 1024  # rows written per step: the 8k² inputs are never held whole
+CONFIGS = {  # name → (method, segmentation)
+    "learned": ("learned", False),
+    "learned+seg": ("learned", True),
+    "mean": ("mean", False),
+    "median": ("median", False),
+}
 
 
 def write_input(path: Path, size: int, seed: int) -> Path:
@@ -37,7 +50,8 @@ def write_input(path: Path, size: int, seed: int) -> Path:
     hole = rng.integers(0, size - size // 8, 2)
     prof = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", nodata=0,
                 crs="EPSG:32618", transform=from_origin(500000, 4000000, 1.0, 1.0), tiled=True,
-                blockxsize=256, blockysize=256, compress="deflate", photometric="RGB")
+                blockxsize=256, blockysize=256, compress="deflate", zlevel=1,
+                num_threads="ALL_CPUS", photometric="RGB")
     with rasterio.open(path, "w", **prof) as dst:
         for y0 in range(0, size, CHUNK):
             h = min(CHUNK, size - y0)
@@ -54,55 +68,165 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+# ----------------------------------------------------------------------------- children
+
+
 def child_fuse(args: argparse.Namespace) -> dict:
     from wsfusion_core.api import fuse
 
     out = Path(args.out)
-    res = fuse(args.inputs, out, method=args.method, weights=args.weights, device=args.device,
-               overwrite=True)
-    out.unlink()
-    return {"seconds": res.seconds, "tiles": res.tiles, "device": res.device,
+    seg = out.with_name("seg_" + out.name) if args.seg else None
+    t0 = time.perf_counter()
+    res = fuse(args.inputs, out, segmentation=seg, method=args.method, weights=args.weights,
+               device=args.device, batch_size=args.batch_size, overwrite=True,
+               **({"compile": True} if args.compile else {}),
+               **({"bf16": True} if args.bf16 else {}))
+    seconds = time.perf_counter() - t0
+    for p in (out, seg):
+        if p is not None:
+            p.unlink()
+    return {"seconds": seconds, "tiles": res.tiles, "device": res.device,
             "rss_mb": _peak_rss_mb()}
 
 
+def child_io(args: argparse.Namespace) -> dict:
+    """The I/O floor: read every input strip by strip, write one output like the engine's."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from wsfusion_core.grid import describe
+    from wsfusion_core.writers import base_profile
+
+    info = describe(args.inputs[0])
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+        srcs = [rasterio.open(p) for p in args.inputs]
+        profile = base_profile(info.grid(), info.count, info.dtype, info.nodata)
+        with rasterio.open(out, "w", **profile) as dst:
+            for y0 in range(0, info.height, 256):
+                win = Window(0, y0, info.width, min(256, info.height - y0))
+                strips = [s.read(window=win) for s in srcs]
+                dst.write(strips[0], window=win)
+        for s in srcs:
+            s.close()
+    seconds = time.perf_counter() - t0
+    out.unlink()
+    return {"seconds": seconds, "rss_mb": _peak_rss_mb()}
+
+
 def child_bare(args: argparse.Namespace) -> dict:
-    """Forward passes only, on random pre-made batches; extrapolated to the plan's tile count."""
+    """FLOPs per network pass and the best GFLOP/s of the bare networks on this machine."""
+    import copy
+
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
-    from wsfusion_core.runner import BATCH_CPU, BATCH_GPU, resolve_device
+    from wsfusion_core import runner as rn
     from wsfusion_core.weights import load_weights
-    from wsfusion_core.windows import plan_windows
 
-    dev = resolve_device(args.device)
-    model, info = load_weights(args.weights, device=dev)
-    plan = plan_windows(args.size, args.size, info.tile_size, 64)
-    bs = BATCH_GPU if dev.startswith("cuda") else BATCH_CPU
-    x = torch.rand(bs, args.k, 3, info.tile_size, info.tile_size, device=dev)
-    valid = torch.ones(bs, args.k, info.tile_size, info.tile_size, dtype=torch.bool, device=dev)
-    ctx = (torch.autocast("cuda", dtype=torch.float16) if dev.startswith("cuda")
+    dev = rn.resolve_device(args.device)
+    if dev == "cpu":
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        rn.keep_freed_memory()
+    model, info = load_weights(args.weights, device="cpu")
+    t = info.tile_size
+    counted = {}
+    for name in ("quality", "segmentation"):
+        net = getattr(model, name, None)
+        if net is not None:
+            cin = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+            with FlopCounterMode(display=False) as fc, torch.inference_mode():
+                net(torch.rand(1, cin, t, t))
+            counted[name] = (fc.get_total_flops(), cin)
+    # Speed is measured on the quality net (K passes per tile), else the segmentation net.
+    which = "quality" if "quality" in counted else "segmentation"
+    flops, cin = counted[which]
+    policy = rn.policy_for(dev, compile=args.compile, bf16=args.bf16)
+    prepared = getattr(rn.prepare(copy.deepcopy(model).to(dev), policy, t), which)
+    plain = copy.deepcopy(getattr(model, which)).to(dev)
+    cl = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+    if dev == "cpu":
+        variants = {"runner form, 2 img/call": (prepared, 2, False),
+                    "channels_last, 1 img/call": (cl, 1, True),
+                    "default layout, 1 img/call": (plain, 1, False)}
+    else:
+        variants = {"runner form, 128 img/call": (prepared, 128, False),
+                    "runner form, 32 img/call": (prepared, 32, False)}
+    amp = (torch.autocast(dev.split(":")[0], dtype=policy.amp) if policy.amp is not None
            else torch.autocast("cpu", enabled=False))
-    with torch.inference_mode(), ctx:
-        model(x, valid)  # warm-up
-        n, t0 = 0, time.perf_counter()
-        while n < plan.tile_count and time.perf_counter() - t0 < args.max_seconds / 2:
-            model(x, valid)
-            n += bs
-        if dev.startswith("cuda"):
-            torch.cuda.synchronize()
-    per_tile = (time.perf_counter() - t0) / n
-    return {"seconds": per_tile * plan.tile_count, "tiles": plan.tile_count, "measured": n,
-            "device": dev, "rss_mb": _peak_rss_mb()}
+    best: dict[str, float] = {}
+    with torch.inference_mode(), amp:
+        for _round in range(3):
+            for name, (net, n, to_cl) in variants.items():
+                x = torch.rand(n, cin, t, t, device=dev)
+                if to_cl:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                net(x)  # warm-up (and, with --compile, compilation)
+                if dev != "cpu":
+                    torch.cuda.synchronize()
+                reps, t0 = 0, time.perf_counter()
+                while reps < 2 or time.perf_counter() - t0 < args.bare_seconds:
+                    net(x)
+                    reps += 1
+                if dev != "cpu":
+                    torch.cuda.synchronize()
+                g = flops * n * reps / (time.perf_counter() - t0) / 1e9
+                best[name] = max(best.get(name, 0.0), g)
+    return {"flops_quality": counted.get("quality", (0, 0))[0],
+            "flops_segmentation": counted["segmentation"][0], "measured_on": which,
+            "gflops": max(best.values()), "variants": best,
+            "device": dev, "threads": torch.get_num_threads()}
 
 
-def run_child(extra: list[str], timeout: float) -> dict | None:
-    cmd = [sys.executable, __file__, "--child", *extra]
+def child_peer(args: argparse.Namespace) -> dict:
+    """What a user would write by hand: read the whole rasters with rasterio, np.nanmedian or
+    gdal_calc.py for the mean."""
+    import rasterio
+
+    t0 = time.perf_counter()
+    if args.method == "median":
+        stack = []
+        for p in args.inputs:
+            with rasterio.open(p) as src:
+                a = src.read().astype(np.float32)
+                a[a == src.nodata] = np.nan
+                stack.append(a)
+                profile = src.profile
+        med = np.nanmedian(np.stack(stack), axis=0)
+        with rasterio.open(args.out, "w", **profile) as dst:
+            dst.write(np.nan_to_num(med).round().astype(np.uint8))
+        rss = _peak_rss_mb()
+    else:
+        letters = "ABCDEFGHIJ"[:len(args.inputs)]
+        calc = f"numpy.mean([{','.join(letters)}], axis=0)"
+        cmd = ["gdal_calc.py", "--quiet", "--overwrite", "--allBands=A", f"--calc={calc}",
+               f"--outfile={args.out}", "--co=COMPRESS=DEFLATE", "--co=TILED=YES"]
+        for letter, p in zip(letters, args.inputs):
+            cmd += [f"-{letter}", p]
+        subprocess.run(cmd, check=True, capture_output=True)
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    seconds = time.perf_counter() - t0
+    Path(args.out).unlink()
+    return {"seconds": seconds, "rss_mb": rss}
+
+
+def run_child(kind: str, extra: list[str], timeout: float, tree: str | None = None
+              ) -> dict | None:
+    """One measurement in a fresh process; ``tree``: import wsfusion_core from that checkout."""
+    cmd = [sys.executable, __file__, "--child", kind, *extra]
+    env = dict(os.environ, PYTHONPATH=tree) if tree else None
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return None
     if p.returncode != 0:
-        raise SystemExit(f"child failed: {' '.join(cmd)}\n{p.stderr}")
+        print(f"# child failed: {' '.join(cmd)}\n{p.stderr.strip()[-2000:]}", file=sys.stderr)
+        return None
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- parent
 
 
 def pick_weights(path: str | None, tmp: Path) -> tuple[str, str]:
@@ -126,90 +250,182 @@ def pick_weights(path: str | None, tmp: Path) -> tuple[str, str]:
         return str(out), "random-initialised weights (no default shipped), same architecture"
 
 
-def main() -> None:
-    from wsfusion_core.options import DEVICES
+def _best(old: dict | None, new: dict | None) -> dict | None:
+    if new is None:
+        return old
+    if old is None:
+        return new
+    keep = dict(old if old["seconds"] <= new["seconds"] else new)
+    keep["rss_mb"] = max(old["rss_mb"], new["rss_mb"])  # the worst peak seen
+    return keep
 
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="1024,2048", help="raster sides in px (comma list)")
+    ap.add_argument("--sizes", default="2048", help="raster sides in px (comma list)")
     ap.add_argument("--k", default="2,6", help="numbers of inputs (comma list)")
-    ap.add_argument("--methods", default="learned,mean")
-    ap.add_argument("--device", default="auto", choices=list(DEVICES))
+    ap.add_argument("--configs", default=",".join(CONFIGS),
+                    help=f"comma list of {', '.join(CONFIGS)}")
+    ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--weights", default=None, help="default: shipped, else random init")
-    ap.add_argument("--max-seconds", type=float, default=300,
-                    help="per configuration; slower ones are reported as 'timeout'")
+    ap.add_argument("--batch-size", type=int, default=None, help="tiles per runner call")
+    ap.add_argument("--compile", action="store_true", help="fuse(compile=True)")
+    ap.add_argument("--bf16", action="store_true", help="fuse(bf16=True)")
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds, best time kept")
+    ap.add_argument("--baseline", default=None, metavar="TREE",
+                    help="also run every fuse configuration with wsfusion_core imported from "
+                         "this checkout (an A/B in the same run), rows marked '(baseline)'")
+    ap.add_argument("--peers", action="store_true",
+                    help="also time rasterio+np.nanmedian and gdal_calc.py (largest size, K)")
+    ap.add_argument("--max-seconds", type=float, default=600, help="per child; then 'timeout'")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="total seconds; measurements not started by then print 'skipped'")
+    ap.add_argument("--bare-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
     ap.add_argument("--tmp", default=None, help="folder for the synthetic inputs")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--inputs", nargs="*", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
-    ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--one-k", dest="one_k", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--seg", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        if args.bare:
-            args.k = args.one_k
-        print(json.dumps(child_bare(args) if args.bare else child_fuse(args)))
+        fn = {"fuse": child_fuse, "io": child_io, "bare": child_bare, "peer": child_peer}
+        print(json.dumps(fn[args.child](args)))
         return
 
+    t_start = time.perf_counter()
     sizes = [int(s) for s in args.sizes.split(",")]
     ks = [int(k) for k in args.k.split(",")]
-    methods = args.methods.split(",")
+    configs = args.configs.split(",")
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        ap.error(f"unknown configs {unknown}; choose from {', '.join(CONFIGS)}")
+    nets = any(CONFIGS[c][0] == "learned" or CONFIGS[c][1] for c in configs)
+    common = ["--device", args.device] + (["--compile"] if args.compile else []) + (
+        ["--bf16"] if args.bf16 else [])
+    if args.batch_size:
+        common += ["--batch-size", str(args.batch_size)]
+
+    def over_budget() -> bool:
+        return args.budget is not None and time.perf_counter() - t_start > args.budget
+
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmpdir:
         tmp = Path(tmpdir)
         weights, wdesc = pick_weights(args.weights, tmp)
-        print(f"# weights: {wdesc}; device {args.device}; {os.cpu_count()} CPUs; "
-              f"max {args.max_seconds:g} s per configuration")
-        header = (f"| {'size':>6} | {'K':>2} | {'method':<7} | {'tiles':>5} | {'seconds':>8} | "
-                  f"{'Mpx/s':>7} | {'peak RSS MB':>11} | {'bare model Mpx/s':>16} | "
-                  f"{'e2e / bare':>10} |")
-        print(header)
-        print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-        rss: dict[tuple[int, int, str], float] = {}
+        files: dict[tuple[int, int], Path] = {}
         for size in sizes:
-            files = {}
-            for k in ks:
-                for i in range(k):
-                    if i not in files:
-                        files[i] = write_input(tmp / f"in_{size}_{i}.tif", size, seed=i)
-                inputs = [str(files[i]) for i in range(k)]
-                bare = None
-                for method in methods:
-                    r = run_child(["--inputs", *inputs, "--out", str(tmp / "out.tif"),
-                                   "--method", method, "--weights", weights, "--device",
-                                   args.device], args.max_seconds)
-                    if method == "learned" and bare is None:
-                        bare = run_child(["--bare", "--size", str(size), "--one-k", str(k),
-                                          "--weights", weights, "--device", args.device,
-                                          "--max-seconds", str(args.max_seconds)],
-                                         args.max_seconds)
-                    mpx = size * size / 1e6
-                    if r is None:
-                        print(f"| {size:>6} | {k:>2} | {method:<7} | {'':>5} | "
-                              f"{'timeout':>8} | {'':>7} | {'':>11} | {'':>16} | {'':>10} |")
-                        continue
-                    rss[(size, k, method)] = r["rss_mb"]
-                    e2e = mpx / r["seconds"]
-                    b = (f"{mpx / bare['seconds']:16.3f}" if method == "learned" and bare
-                         else f"{'':>16}")
-                    ratio = (f"{e2e / (mpx / bare['seconds']):10.2f}"
-                             if method == "learned" and bare else f"{'':>10}")
-                    print(f"| {size:>6} | {k:>2} | {method:<7} | {r['tiles']:>5} | "
-                          f"{r['seconds']:8.1f} | {e2e:7.3f} | {r['rss_mb']:11.0f} | {b} | "
-                          f"{ratio} |", flush=True)
-            for f in files.values():
-                f.unlink()
-        printed = False
+            for i in range(max(ks)):
+                files[(size, i)] = write_input(tmp / f"in_{size}_{i}.tif", size, seed=i)
+        t_inputs = time.perf_counter() - t_start
+        out = str(tmp / "out.tif")
+        results: dict[tuple, dict | None] = {}
+        bare: dict | None = None
+        for rnd in range(args.repeat):
+            if nets and not over_budget():
+                b = run_child("bare", ["--weights", weights, "--bare-seconds",
+                                       str(args.bare_seconds), *common], args.max_seconds)
+                if b and (bare is None or b["gflops"] > bare["gflops"]):
+                    bare = b
+            for size in sizes:
+                for k in ks:
+                    ins = [str(files[(size, i)]) for i in range(k)]
+                    jobs: list[tuple[tuple, str, list[str], str | None]] = [
+                        (("io", size, k), "io", [], None)]
+                    for c in configs:
+                        extra = ["--method", CONFIGS[c][0], "--seg", str(int(CONFIGS[c][1])),
+                                 "--weights", weights, *common]
+                        jobs.append(((c, size, k), "fuse", extra, None))
+                        if args.baseline:
+                            jobs.append(((c + " (baseline)", size, k), "fuse", extra,
+                                         args.baseline))
+                    for key, kind, extra, tree in jobs:
+                        if over_budget():
+                            results.setdefault(key, None)
+                            continue
+                        r = run_child(kind, ["--inputs", *ins, "--out", out, *extra],
+                                      args.max_seconds, tree)
+                        results[key] = _best(results.get(key), r)
+                        took = "failed/timeout" if r is None else f"{r['seconds']:.2f} s"
+                        print(f"# round {rnd + 1}: {key} {took}", file=sys.stderr, flush=True)
+        peers = {}
+        if args.peers and not over_budget():
+            size, k = max(sizes), max(ks)
+            ins = [str(files[(size, i)]) for i in range(k)]
+            for m in ("median", "mean"):
+                peers[m] = run_child("peer", ["--inputs", *ins, "--out", out, "--method", m],
+                                     args.max_seconds)
+                peers[m + "-ours"] = results.get((m, size, k))
+        import torch
+
+        dev = bare["device"] if bare else args.device
+        print(f"# weights: {wdesc}; device {dev}"
+              + (f" ({torch.cuda.get_device_name()})" if dev.startswith("cuda") else
+                 f" ({len(os.sched_getaffinity(0))} CPUs, torch {torch.__version__})")
+              + f"; {args.repeat} interleaved round(s), best time kept"
+              + (", torch.compile" if args.compile else "") + (", bf16" if args.bf16 else ""))
+        print("# synthetic inputs: RGB uint8, blocky content + noise, nodata holes; "
+              f"written in {t_inputs:.0f} s")
+        if bare:
+            print(f"# bare networks: quality {bare['flops_quality'] / 1e9:.2f}, segmentation "
+                  f"{bare['flops_segmentation'] / 1e9:.2f} GFLOP per pass; best "
+                  f"{bare['gflops']:.0f} GFLOP/s on the {bare['measured_on']} net ("
+                  + ", ".join(f"{n}: {g:.0f}" for n, g in bare["variants"].items()) + ")")
+        shown = [x for c in configs for x in ([c, c + " (baseline)"] if args.baseline else [c])]
+        _table(results, sizes, ks, shown, bare, weights)
+        for name, r in peers.items():
+            if r is not None and not name.endswith("-ours"):
+                ours = peers.get(name + "-ours")
+                peer = ("rasterio + np.nanmedian (whole rasters)" if name == "median"
+                        else "gdal_calc.py numpy.mean")
+                vs = (f"; ours {r['seconds'] / ours['seconds']:.2f}x faster, "
+                      f"{ours['rss_mb']:.0f} MiB" if ours else "")
+                print(f"# peer {peer}, {max(sizes)}², K={max(ks)}: {r['seconds']:.1f} s, "
+                      f"{r['rss_mb']:.0f} MiB peak{vs}")
+        print(f"# total {time.perf_counter() - t_start:.0f} s")
+
+
+def _table(results: dict, sizes: list[int], ks: list[int], configs: list[str],
+           bare: dict | None, weights: str) -> None:
+    from wsfusion_core.weights import read_info
+    from wsfusion_core.windows import plan_windows
+
+    tile = read_info(weights).tile_size
+    cols = ["size", "K", "config", "tiles", "seconds", "Mpx/s", "peak RSS MiB",
+            "FLOP-bound Mpx/s", "/ FLOP-bound", "I/O floor Mpx/s", "/ I/O floor"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join("-" * (len(c) + 2) for c in cols) + "|")
+    for size in sizes:
+        mpx = size * size / 1e6
+        tiles = plan_windows(size, size, tile, 64).tile_count
         for k in ks:
-            for method in methods:
-                a, b = rss.get((8192, k, method)), rss.get((2048, k, method))
-                if a and b:
-                    printed = True
-                    print(f"# peak RSS 8192² / 2048² (K={k}, {method}): {a / b:.2f} "
-                          "(pixels x16)")
-        if not printed:
-            print("# peak RSS 8192² / 2048²: not measured (needs --sizes with 2048 and 8192, "
-                  "both finishing within --max-seconds)")
+            io = results.get(("io", size, k))
+            io_mpx = mpx / io["seconds"] if io else None
+            for c in configs:
+                r = results.get((c, size, k))
+                method, seg = CONFIGS[c.split(" ")[0]]
+                passes = (k if method == "learned" else 0) + (1 if seg else 0)
+                limit = None
+                if passes and bare:
+                    per_tile = ((k * bare["flops_quality"] if method == "learned" else 0)
+                                + (bare["flops_segmentation"] if seg else 0))
+                    flops_per_mpx = tiles * per_tile / mpx
+                    limit = bare["gflops"] * 1e9 / flops_per_mpx
+                cells = [str(size), str(k), c, str(tiles if passes else "-")]
+                if r is None:
+                    cells += ["timeout/skipped"] + [""] * 6
+                else:
+                    e2e = mpx / r["seconds"]
+                    cells += [f"{r['seconds']:.1f}", f"{e2e:.3f}", f"{r['rss_mb']:.0f}",
+                              f"{limit:.3f}" if limit else "-",
+                              f"{e2e / limit:.2f}" if limit else "-",
+                              f"{io_mpx:.2f}" if io_mpx else "-",
+                              f"{e2e / io_mpx:.2f}" if io_mpx else "-"]
+                print("| " + " | ".join(cells) + " |", flush=True)
+    for k in ks:
+        for c in configs:
+            a, b = results.get((c, 8192, k)), results.get((c, 2048, k))
+            if a and b:
+                print(f"# peak RSS 8192² / 2048² (K={k}, {c}): {a['rss_mb'] / b['rss_mb']:.2f}")
 
 
 if __name__ == "__main__":

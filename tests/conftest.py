@@ -52,3 +52,20 @@ def smooth_image():
 def shared_file():
     """``shared_file("data", "geotiff", ...)`` → the path under ../shared, or skip the test."""
     return _shared_file
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.cuda`` tests need a CUDA GPU: skipped with the reason where torch sees none
+    (torch is imported only when such a test was collected)."""
+    marked = [i for i in items if i.get_closest_marker("cuda")]
+    if not marked:
+        return
+    try:
+        import torch
+
+        reason = None if torch.cuda.is_available() else "no CUDA GPU visible to torch"
+    except ImportError:
+        reason = "torch is not installed"
+    if reason:
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=reason))

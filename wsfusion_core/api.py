@@ -14,22 +14,20 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 import numpy as np
-from rasterio.windows import Window
 
 from . import gdal_errors
-from .blend import FinishedRows, StripBuffer
-from .engines import Engine, make_engine
+from .blend import FinishedRows, buffer_for
+from .engines import make_engine
 from .engines import plan as plan_engine
-from .errors import Cancelled, InputError, WsfusionError, only_wsfusion_errors
+from .errors import InputError, WsfusionError, only_wsfusion_errors
 from .grid import AlignedReader, align
+from .loop import poll, run_plan
 from .options import DEFAULT_BANDS, DEFAULT_OVERLAP, METHODS, band_problem, check_choice
 from .report import InspectReport, inspect
-from .runner import ModelRunner, default_batch, load_runner
 from .view import ScaleSpec, parse_scale, view_radiometry
-from .windows import WindowPlan
 from .writers import (
     BLOCK,
     AtomicGeoTIFF,
@@ -44,6 +42,9 @@ from .writers import (
 
 PathLike = Union[str, os.PathLike]
 MIN_CHUNK = 256  # px: a chunk smaller than a tile spends most of its work on the halo
+
+if TYPE_CHECKING:
+    from .runner import ModelRunner
 
 
 @dataclass
@@ -88,6 +89,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          chunk: int | None = None,
          cluster: Any = None,
          resume: bool = False,
+         compile: bool = False,
+         bf16: bool = False,
          ) -> FusionResult:
     """Fuse co-registered (or alignable) rasters into one GeoTIFF on the reference grid.
 
@@ -102,7 +105,11 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     ``chunk`` (pixels) runs the same engine window by window, ``cluster`` (a dask Client, a
     scheduler address or file, or a number of local workers) runs the windows on
     dask.distributed; both give the local result (see chunked.py). ``resume`` reuses the
-    finished windows of an interrupted chunked run with the same settings."""
+    finished windows of an interrupted chunked run with the same settings.
+
+    ``compile`` (``torch.compile`` the networks: pays off on large rasters) and ``bf16``
+    (bfloat16 networks: faster where supported, outputs move by up to ~12 grey levels) are
+    opt-in; the defaults give the float32 model's outputs (fp16 autocast on CUDA)."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
@@ -140,9 +147,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         purpose = "the learned method" if method == "learned" else "segmentation"
         # A cluster's client runs no tiles: it loads the model on the CPU for the checks and
         # fixes the batch (the grouping of tiles) for the workers' device.
-        batch = batch_size if cluster is None else batch_size or default_batch(device)
-        runner = _checked_runner(weights, device if cluster is None else "cpu", batch, say,
-                                 purpose, net_bands, overlap)
+        runner = _checked_runner(weights, device, cluster is not None, batch_size, say,
+                                 purpose, net_bands, overlap, compile, bf16)
 
     grid = al.grid
     source, dtype, nodata = output_format(al.inputs, al.reference)
@@ -166,7 +172,10 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     per_px = (al.count * np.dtype(dtype).itemsize + (1 if seg_path else 0)
               + (4 * k if q_path else 0))
     with ExitStack() as stack:
-        stack.enter_context(gdal_cache(grid.width, per_px))
+        # Network strips straddle the inputs' block rows: keep one block row of each cached.
+        read_px = sum(i.count * np.dtype(i.dtype).itemsize + 1 for i in al.inputs) \
+            if runner is not None else 0
+        stack.enter_context(gdal_cache(grid.width, per_px, read_px))
         readers = [stack.enter_context(AlignedReader(i, grid)) for i in al.inputs]
         scales = None
         if runner is not None:
@@ -196,15 +205,15 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
                 al.inputs, grid, plan, method, net_bands, scales, al.count, dtype, nodata,
                 num_classes, q_path is not None, runner, weights, device, out_path,
                 chunk, cluster, resume, lambda: OutputSet(overwrite, verify), open_outputs,
-                [i.path for i in al.inputs] + [al.reference.path]),
+                [i.path for i in al.inputs] + [al.reference.path], compile, bf16),
                 progress=cb, cancel=cancel, say=say)
         else:
             outs = stack.enter_context(OutputSet(overwrite, verify))
             fused_w, seg_w, q_w = open_outputs(outs)
             engine = make_engine(method, runner, scales, net_bands, seg_w is not None,
                                  q_w is not None)
-            buffer = StripBuffer(plan, grid.width, al.count, k, dtype, nodata, num_classes,
-                                 q_w is not None)
+            buffer = buffer_for(plan, grid.width, al.count, k, dtype, nodata, num_classes,
+                                q_w is not None)
             done = 0
 
             def tick(units: int) -> None:
@@ -213,9 +222,10 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
                 cb(min(done / total, 0.99))
 
             run_plan(plan, readers, engine, buffer,
-                     lambda rows: _write(rows, fused_w, seg_w, q_w), cancel=cancel, tick=tick)
-            _poll(cancel)
-            outs.commit(lambda: _poll(cancel))
+                     lambda rows: _write(rows, fused_w, seg_w, q_w), cancel=cancel, tick=tick,
+                     pieces=runner is None)
+            poll(cancel)
+            outs.commit(lambda: poll(cancel))
             stats = None
     cb(1.0)
     seconds = time.perf_counter() - t0
@@ -233,34 +243,18 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         chunks=stats)
 
 
-def run_plan(plan: WindowPlan, readers: Sequence[AlignedReader], engine: Engine,
-             buffer: StripBuffer, sink: Callable[[FinishedRows], None], *,
-             origin: tuple[int, int] = (0, 0), cancel: Callable[[], bool] | None = None,
-             tick: Callable[[int], None] | None = None) -> None:
-    """The engine loop: for each strip of ``plan``, read every input, let the engine blend it
-    into ``buffer`` and hand the finished rows to ``sink``. ``origin`` is where the plan starts
-    in the raster: (0, 0) for a whole-raster run, a chunk's corner for its sub-plan."""
-    oy, ox = origin
-    for r in range(plan.rows.count):
-        _poll(cancel)
-        y0, y1 = plan.row_span(r)
-        data, valid = _read_strip(readers, Window(ox, oy + y0, plan.cols.length, y1 - y0))
-        buffer.mark_valid(y0, valid.any(axis=0))
-        for units in engine.process_strip(plan, r, data, valid, buffer):
-            if tick is not None:
-                tick(units)
-            _poll(cancel)
-        del data, valid
-        rows = buffer.take(plan.finished_before(r))
-        if rows is not None:
-            sink(rows)
+def _checked_runner(weights: PathLike | None, device: str, on_cluster: bool,
+                    batch_size: int | None, say: Callable[[str], None], purpose: str,
+                    bands: tuple[int, ...], overlap: int, compile: bool, bf16: bool
+                    ) -> ModelRunner:
+    """The model, refused when it cannot read the chosen bands or the overlap is too large.
+    For a cluster it is loaded on the CPU with the batch the workers' device will use."""
+    from .runner import default_batch, load_runner  # torch is imported only when a net runs
 
-
-def _checked_runner(weights: PathLike | None, device: str, batch_size: int | None,
-                    say: Callable[[str], None], purpose: str, bands: tuple[int, ...],
-                    overlap: int) -> ModelRunner:
-    """The model, refused when it cannot read the chosen bands or the overlap is too large."""
-    runner = load_runner(weights, device, batch_size, say, purpose)
+    if on_cluster:
+        batch_size, device = batch_size or default_batch(device), "cpu"
+    runner = load_runner(weights, device, batch_size, say, purpose,
+                         compile=compile and not on_cluster, bf16=bf16)
     if len(bands) != runner.info.in_channels:
         raise InputError(f"the model reads {runner.info.in_channels} bands but "
                          f"{len(bands)} were chosen ({','.join(map(str, bands))})")
@@ -270,20 +264,6 @@ def _checked_runner(weights: PathLike | None, device: str, batch_size: int | Non
         raise WsfusionError(f"overlap {overlap} px is too large for the model's {tile} px "
                             f"tiles (at most {tile // 2})")
     return runner
-
-
-def _poll(cancel: Callable[[], bool] | None) -> None:
-    if cancel is not None and cancel():
-        raise Cancelled("cancelled by the caller; no output was written")
-
-
-def _read_strip(readers: Sequence[AlignedReader], window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """All inputs' bands and validity for one strip: (K, C, h, W) and (K, h, W)."""
-    parts = [r.read(window) for r in readers]
-    dtype = np.result_type(*[p[0].dtype for p in parts])
-    data = np.stack([p[0].astype(dtype, copy=False) for p in parts])
-    valid = np.stack([p[1] for p in parts])
-    return data, valid
 
 
 def _write(rows: FinishedRows, fused_w: AtomicGeoTIFF,

@@ -47,9 +47,11 @@ class StripBuffer:
         self.qsum = np.zeros((k, h, width), np.float32) if quality else None
         self.dtype, self.nodata = dt, nodata
 
-    def mark_valid(self, y0: int, any_valid: np.ndarray) -> None:
-        """Rows from ``y0`` where some input is valid: everywhere else becomes nodata."""
-        self.valid[y0 - self.y:y0 - self.y + any_valid.shape[0]] |= any_valid
+    def mark_valid(self, y0: int, any_valid: np.ndarray, x0: int = 0) -> None:
+        """Rows from ``y0`` (columns from ``x0``) where some input is valid: everywhere else
+        becomes nodata."""
+        h, w = any_valid.shape
+        self.valid[y0 - self.y:y0 - self.y + h, x0:x0 + w] |= any_valid
 
     def add(self, y: int, x: int, weight: np.ndarray, fused: np.ndarray | None,
             quality: np.ndarray | None, seg: np.ndarray | None) -> None:
@@ -101,6 +103,61 @@ class StripBuffer:
         return rows
 
 
+class DirectStrip:
+    """For plans whose strips do not overlap (the composites' strips, a raster of one tile): every
+    pixel comes from exactly one result, so results are converted to the output dtype as they
+    arrive, with no float accumulators. Same interface as ``StripBuffer``."""
+
+    def __init__(self, plan: WindowPlan, width: int, count: int, k: int, dtype: str,
+                 nodata: Union[float, int, None], num_classes: int, quality: bool) -> None:
+        self.count, self.width, self.k = count, width, k
+        self.quality, self.classes = quality, num_classes > 0
+        self.dtype, self.nodata = np.dtype(dtype), nodata
+        self.rows: FinishedRows | None = None  # the current strip, filled by ``add``
+        self.valid = np.zeros((0, width), bool)
+
+    @staticmethod
+    def fits(plan: WindowPlan) -> bool:
+        """True when no two tiles or strips of ``plan`` share a pixel."""
+        return plan.disjoint
+
+    def mark_valid(self, y0: int, any_valid: np.ndarray, x0: int = 0) -> None:
+        """``any_valid`` (h, w): where some input is, from raster (y0, x0). Column 0 starts a
+        new strip with new arrays (the writers may keep the previous ones)."""
+        h, w = any_valid.shape
+        if x0 == 0:
+            self.valid = np.zeros((h, self.width), bool)
+            self.rows = FinishedRows(
+                y0, np.empty((self.count, h, self.width), self.dtype),
+                np.empty((1, h, self.width), np.uint8) if self.classes else None,
+                np.empty((self.k, h, self.width), np.float32) if self.quality else None)
+        self.valid[:, x0:x0 + w] = any_valid
+
+    def add(self, y: int, x: int, weight: np.ndarray, fused: np.ndarray | None,
+            quality: np.ndarray | None, seg: np.ndarray | None) -> None:
+        """Convert one result (bands, h, w) at raster (y, x); ``weight`` is 1 by construction."""
+        rows = self.rows
+        assert rows is not None, "mark_valid starts every strip"
+        first = next(a for a in (fused, quality, seg) if a is not None)
+        h, w = first.shape[-2:]
+        ys, xs = slice(y - rows.y, y - rows.y + h), slice(x, x + w)
+        valid = self.valid[ys, xs]
+        if fused is not None:
+            rows.fused[:, ys, xs] = _to_dtype(fused, valid, self.dtype, self.nodata)
+        if quality is not None and rows.quality is not None:
+            rows.quality[:, ys, xs] = np.where(valid, quality, np.nan)
+        if seg is not None and rows.classes is not None:
+            rows.classes[0, ys, xs] = np.where(valid, seg.argmax(axis=0), SEGMENTATION_NODATA)
+
+    def take(self, upto: int) -> FinishedRows | None:
+        """The current strip's rows (``upto`` is the strip's end: strips do not overlap)."""
+        rows, self.rows = self.rows, None
+        return rows if rows is not None and upto > rows.y else None
+
+
+Buffer = Union[StripBuffer, DirectStrip]
+
+
 def _shift(a: np.ndarray, n: int) -> None:
     """Drop the first n rows (axis 1) and zero the freed tail, in place."""
     keep = a.shape[1] - n
@@ -122,3 +179,12 @@ def _to_dtype(values: np.ndarray, valid: np.ndarray, dtype: np.dtype,
     else:
         out[:, ~valid] = np.nan
     return out
+
+
+def buffer_for(plan: WindowPlan, width: int, count: int, k: int, dtype: str,
+               nodata: Union[float, int, None], num_classes: int, quality: bool) -> Buffer:
+    """``DirectStrip`` where no two tiles of ``plan`` overlap (composites: no float
+    accumulators), else the rolling ``StripBuffer``. The local run and every chunk choose here,
+    so both convert the same way."""
+    kind = DirectStrip if DirectStrip.fits(plan) else StripBuffer
+    return kind(plan, width, count, k, dtype, nodata, num_classes, quality)

@@ -2,7 +2,7 @@
 
 The client (``fuse`` with ``chunk=`` or ``cluster=``) aligns the inputs, makes the global tile
 plan and the input scaling once and hands every task the same :class:`Job`. A task reads its
-own inputs (halo included), runs the ordinary engine loop (``api.run_plan``) over the chunk's
+own inputs (halo included), runs the ordinary engine loop (``loop.run_plan``) over the chunk's
 sub-plan (chunks.py) and publishes finished parts (parts.py); tasks exchange no pixels. They
 run here one after another, or on dask.distributed (distributed.py). Then the parts are
 mosaicked into the outputs and published through the same ``OutputSet`` as a local run.
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .api import _poll
 from .chunks import Chunk, plan_chunks, region_for
 from .grid import Grid, RasterInfo
+from .loop import poll as _poll
 from .parts import (
     Layer,
     PartWriters,
@@ -96,11 +96,11 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
     its parts. The model comes from this worker's plugin unless ``runner`` is given."""
     import resource
 
-    from .api import run_plan
-    from .blend import StripBuffer
+    from .blend import buffer_for
     from .distributed import worker_name
     from .engines import make_engine
     from .grid import AlignedReader
+    from .loop import run_plan
     from .writers import gdal_cache
 
     t0 = time.perf_counter()
@@ -121,13 +121,15 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
     writers = PartWriters(job.folder, job.layers, region, job.grid)
     try:
         with ExitStack() as stack:
+            read_px = sum(i.count * np.dtype(i.dtype).itemsize + 1 for i in job.inputs) \
+                if job.batch is not None else 0  # network strips straddle the block rows
             stack.enter_context(gdal_cache(region.width, sum(
-                lay.count * np.dtype(lay.dtype).itemsize for lay in job.layers)))
+                lay.count * np.dtype(lay.dtype).itemsize for lay in job.layers), read_px))
             readers = [stack.enter_context(AlignedReader(i, job.grid)) for i in job.inputs]
-            buffer = StripBuffer(region.plan, region.width, fused.count, len(job.inputs),
-                                 fused.dtype, fused.nodata, job.num_classes, job.quality)
+            buffer = buffer_for(region.plan, region.width, fused.count, len(job.inputs),
+                                fused.dtype, fused.nodata, job.num_classes, job.quality)
             run_plan(region.plan, readers, engine, buffer, writers.sink,
-                     origin=(region.y, region.x), tick=tick)
+                     origin=(region.y, region.x), tick=tick, pieces=job.batch is None)
         writers.publish()
     except BaseException:
         writers.abort()
@@ -196,6 +198,8 @@ class ChunkedRun:
     new_outputs: Callable[[], Any]  # an empty writers.OutputSet as the local run makes it
     open_outputs: Callable[[Any], tuple[Any, Any, Any]]
     sources: Sequence[Path]  # every file the result depends on (for the resume fingerprint)
+    compile: bool = False  # the workers' runner options (the client's runner runs no tiles)
+    bf16: bool = False
 
 
 def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
@@ -222,7 +226,7 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
                 "whole_batches": WHOLE_BATCHES,
                 "layers": [repr(lay) for lay in layers], "grid": repr(run.grid),
                 "tiles": [run.plan.rows.starts, run.plan.cols.starts, run.plan.rows.tile],
-                "model": model_path, "device": run.device,
+                "model": model_path, "device": run.device, "bf16": run.bf16,
                 "scales": [np.asarray(s).tolist() for s in run.scales or []]}
     files = list(run.sources) + ([model_path] if model_path else [])
     reused = prepare_folder(folder, fingerprint(settings, files), run.resume)
@@ -239,7 +243,7 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
         from .distributed import ModelSpec
 
         model = ModelSpec(model_path or "", run.device, batch or 1, run.method,
-                          run.num_classes > 0)
+                          run.num_classes > 0, compile=run.compile, bf16=run.bf16)
     try:
         stats = execute(job, chunks, runner=runner if run.cluster is None else None,
                         model=model, cluster=run.cluster, progress=progress, cancel=cancel,

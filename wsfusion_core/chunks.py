@@ -93,22 +93,28 @@ def _sub_axis(axis: AxisPlan, idx: range) -> tuple[AxisPlan, int]:
                     tuple(axis.weights[i] for i in idx)), origin
 
 
-def _slice_axis(axis: AxisPlan, a: int, b: int) -> AxisPlan:
-    """A single full-length strip cut to [a, b): composites are per pixel, so a strip of
-    columns can be cut anywhere."""
-    return AxisPlan(b - a, b - a, (0,), (b - a,), (axis.weights[0][a:b],))
+def _slice_axis(axis: AxisPlan, a: int, b: int) -> tuple[AxisPlan, range]:
+    """The disjoint pieces of a composite axis cut to [a, b) (composites are per pixel, so a
+    piece can be cut anywhere), and the indexes of the pieces it keeps."""
+    idx = [i for i, (s, n) in enumerate(zip(axis.starts, axis.sizes)) if s < b and s + n > a]
+    cut = [(max(axis.starts[i], a), min(axis.starts[i] + axis.sizes[i], b)) for i in idx]
+    return (AxisPlan(b - a, max(e - s for s, e in cut), tuple(s - a for s, _ in cut),
+                     tuple(e - s for s, e in cut),
+                     tuple(axis.weights[i][s - axis.starts[i]:e - axis.starts[i]]
+                           for i, (s, e) in zip(idx, cut))),
+            range(idx[0], idx[-1] + 1))
 
 
 def region_for(plan: WindowPlan, chunk: Chunk, batch: int | None) -> Region:
     """The sub-plan that computes ``chunk``; ``batch`` is the network batch size (None when no
-    network runs: then the plan's columns are one full-width strip, cut to the chunk)."""
+    network runs: then the plan's disjoint column pieces are cut to the chunk)."""
     rows = _reaching(plan.rows, chunk.y0, chunk.y1)
     row_axis, y = _sub_axis(plan.rows, rows)
     if batch is None:
-        if plan.cols.count != 1:
-            raise ValueError("a plan without a network has one column strip")
-        return Region(chunk, WindowPlan(row_axis, _slice_axis(plan.cols, chunk.x0, chunk.x1)),
-                      y, chunk.x0, rows, range(0, 1))
+        if not plan.disjoint:
+            raise ValueError("a plan without a network has disjoint pieces")
+        col_axis, pieces = _slice_axis(plan.cols, chunk.x0, chunk.x1)
+        return Region(chunk, WindowPlan(row_axis, col_axis), y, chunk.x0, rows, pieces)
     cols = _reaching(plan.cols, chunk.x0, chunk.x1)
     # Whole global batches (batches are cut per tile row, from column 0).
     c0 = cols.start - cols.start % batch

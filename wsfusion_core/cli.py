@@ -265,7 +265,13 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               "per-pixel composite of the valid inputs, no network.")
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Tiles per network batch (default 16 on GPU, 4 on CPU).")
+              help="Tiles per network batch (default 32 on GPU, 2 on CPU).")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the networks: about 1.1x faster on large rasters, after a "
+              "minute or more of compiling.")
+@click.option("--bf16", is_flag=True,
+              help="Run the networks in bfloat16: faster where the CPU/GPU supports it, outputs "
+              "move by up to ~12 grey levels.")
 @click.option("--overlap", type=click.IntRange(min=0), default=64, show_default=True,
               help="Pixels shared by neighbouring tiles (blended to hide seams).")
 @click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
@@ -293,9 +299,10 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
          asset: str, group: str, segmentation: str | None,
          quality: str | None, weights: str | None, method: str, device: str,
-         batch_size: int | None, overlap: int, bands: tuple[int, ...] | None, scale: str,
-         reference: str | None, cog: bool, overwrite: bool, verify: bool, workers: int | None,
-         address: str | None, scheduler_file: str | None, chunk: int | None, resume: bool,
+         batch_size: int | None, compile_: bool, bf16: bool, overlap: int,
+         bands: tuple[int, ...] | None, scale: str, reference: str | None, cog: bool,
+         overwrite: bool, verify: bool, workers: int | None, address: str | None,
+         scheduler_file: str | None, chunk: int | None, resume: bool,
          quiet: bool) -> None:
     """Fuse INPUT rasters of the same place into one GeoTIFF.
 
@@ -320,7 +327,8 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         segmentation=segmentation, quality=quality, method=method, weights=weights,
         device=device, batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
         reference=reference, cog=cog, overwrite=overwrite, verify=verify,
-        cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume)
+        cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume,
+        compile=compile_, bf16=bf16)
     if stac:
         from .sources import stac_inputs
 

@@ -15,10 +15,10 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .api import _poll
 from .chunked import ChunkStats, Job, run_chunk
 from .chunks import Chunk
 from .errors import WsfusionError
+from .loop import poll as _poll
 
 PLUGIN_PREFIX = "wsfusion-model-"
 
@@ -33,6 +33,8 @@ class ModelSpec:
     method: str
     segmentation: bool
     threads: int = 1  # torch threads per worker
+    compile: bool = False
+    bf16: bool = False
 
     @property
     def key(self) -> str:
@@ -48,7 +50,8 @@ def load_model(spec: ModelSpec) -> Any:
     from .runner import load_runner
 
     purpose = "the learned method" if spec.method == "learned" else "segmentation"
-    runner = load_runner(spec.weights, spec.device, spec.batch_size, lambda _msg: None, purpose)
+    runner = load_runner(spec.weights, spec.device, spec.batch_size, lambda _msg: None, purpose,
+                         compile=spec.compile, bf16=spec.bf16)
     if runner.device == "cpu":
         torch.set_num_threads(spec.threads)
     return runner

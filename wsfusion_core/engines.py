@@ -1,21 +1,23 @@
 """What turns one strip of aligned inputs into blended results: one engine per method.
 
-``fuse`` owns the single loop over strips (read → engine → hand finished rows to the writers);
-an engine only computes and blends. ``process_strip`` is a generator that yields the work units
-it finished after each step (a batch of tiles, or a whole composite strip), so the caller polls
-for cancel and reports progress in one place.
+``loop.run_plan`` owns the single loop over strips (read → engine → hand finished rows to the
+writers); an engine only computes and blends. ``process_strip`` is a generator that yields the
+work units it finished after each step (a batch of tiles, or a composite piece), so the caller
+polls for cancel and reports progress in one place.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import numpy as np
 
-from .blend import StripBuffer
+from .blend import Buffer
 from .composite import composite_chunks
-from .runner import ModelRunner
 from .windows import WindowPlan, batches, plan_strips, plan_windows
+
+if TYPE_CHECKING:
+    from .runner import ModelRunner
 
 
 class Engine(Protocol):
@@ -24,8 +26,9 @@ class Engine(Protocol):
         ...
 
     def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
-                      buffer: StripBuffer) -> Iterator[int]:
-        """Blend tile-row ``r`` (all inputs, full width) into ``buffer``; yield units done."""
+                      buffer: Buffer, x0: int = 0) -> Iterator[int]:
+        """Blend tile-row ``r`` (all inputs; full width, or the piece from column ``x0`` for
+        composites) into ``buffer``; yield units done."""
         ...
 
 
@@ -42,7 +45,8 @@ class LearnedEngine:
         return plan.tile_count
 
     def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
-                      buffer: StripBuffer) -> Iterator[int]:
+                      buffer: Buffer, x0: int = 0) -> Iterator[int]:
+        assert x0 == 0, "network strips are read full width"
         for batch in batches(plan.tiles_in_row(r), self.runner.batch_size):
             fused, qual, seg = self.runner.learned(batch, plan, data, valid, self.scales,
                                                    self.bands, want_seg=self.segmentation,
@@ -65,14 +69,14 @@ class CompositeEngine:
         self.runner, self.scales, self.bands = runner, scales, bands
 
     def units(self, plan: WindowPlan) -> int:
-        return plan.tile_count if self.runner is not None else plan.rows.count
+        return plan.tile_count  # network tiles, or the pieces of the strips
 
     def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
-                      buffer: StripBuffer) -> Iterator[int]:
+                      buffer: Buffer, x0: int = 0) -> Iterator[int]:
         y0 = plan.rows.starts[r]
         w = plan.rows.weights[r][:, None]
-        for x0, comp, q in composite_chunks(data, valid, self.method, self.quality):
-            buffer.add(y0, x0, w, comp, q, None)
+        for x, comp, q in composite_chunks(data, valid, self.method, self.quality):
+            buffer.add(y0, x0 + x, w, comp, q, None)
         if self.runner is None:
             yield 1
             return
@@ -93,9 +97,13 @@ def make_engine(method: str, runner: ModelRunner | None, scales: Any, bands: tup
     return CompositeEngine(method, quality, runner if segmentation else None, scales, bands)
 
 
+COMPOSITE_COLUMNS = 2048  # columns of a composite piece: 8 blocks, the same memory at any width
+
+
 def plan(height: int, width: int, runner: ModelRunner | None, overlap: int,
          strip_rows: int) -> WindowPlan:
-    """Network tiles when a model runs; else full-width strips of ``strip_rows`` rows."""
+    """Network tiles when a model runs; else strips of ``strip_rows`` rows in pieces of
+    ``COMPOSITE_COLUMNS`` columns."""
     if runner is not None:
         return plan_windows(height, width, runner.info.tile_size, overlap)
-    return plan_strips(height, width, strip_rows)
+    return plan_strips(height, width, strip_rows, COMPOSITE_COLUMNS)

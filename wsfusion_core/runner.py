@@ -1,18 +1,32 @@
-"""The loaded model on its device: device choice, batch size, mixed precision, and running the
-networks on batches of tiles cut from a strip. The only core module (with model.py and the
-model half of weights.py) that imports torch."""
+"""The loaded model on its device, run on batches of tiles cut from a strip: device choice,
+how many images go through a network per call, precision, and the model's inference form.
+
+Sized for the device (measured, docs/benchmark.md): on a CPU the U-Nets run fastest one or two
+images per call in ``channels_last`` (oneDNN then needs no layout reorders and the activations
+fit the caches), so B tiles × K inputs are fed two images at a time; on CUDA big batches under
+fp16 autocast keep the GPU busy. BatchNorm is folded into the convolutions (inference only).
+Imported only when a network runs (``fuse`` imports it lazily), so composites never load torch.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import inspect
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence, Union, cast
 
 import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .composite import composite, zero_invalid
+from .composite import composite
 from .errors import WeightsError, WsfusionError
+from .model import fuse_by_quality
 from .options import DEVICES, check_choice
 from .view import network_view
 from .windows import Tile, WindowPlan, pad_to
@@ -21,15 +35,132 @@ if TYPE_CHECKING:
     from .model import FusionModel
     from .weights import ModelInfo
 
-BATCH_GPU, BATCH_CPU = 16, 4  # default tiles per batch
+TILES_CPU, TILES_GPU = 2, 32  # default tiles cut from the strip per runner call
+IMAGES_PER_CALL_CPU = 2  # images per network call on a CPU (1 and 2 measure the same)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How the networks run on one device."""
+
+    device: str
+    tiles: int  # tiles per runner call (the ``batch_size`` of the API)
+    images_per_call: int | None  # None: the whole batch in one call
+    amp: torch.dtype | None  # autocast dtype, None for float32
+    compile: bool = False
+
+    def describe(self) -> str:
+        per_call = (f"{self.images_per_call} image(s) per network call"
+                    if self.images_per_call else "whole batch per network call")
+        amp = {None: "float32", torch.float16: "fp16 autocast",
+               torch.bfloat16: "bf16 autocast"}[self.amp]
+        return (f"{self.tiles} tile(s) per batch, {per_call}, {amp}"
+                + (", torch.compile" if self.compile else ""))
+
+
+def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
+               compile: bool = False) -> Policy:
+    """The measured best defaults per device; ``bf16`` (opt-in: outputs move by up to 12 grey
+    levels) and ``compile`` (opt-in: pays off only on large rasters) on top."""
+    if device.startswith("cuda"):
+        return Policy(device, batch_size or TILES_GPU, None,
+                      torch.bfloat16 if bf16 else torch.float16, compile)
+    return Policy(device, batch_size or TILES_CPU, IMAGES_PER_CALL_CPU,
+                  torch.bfloat16 if bf16 else None, compile)
+
+
+class _Chunked(nn.Module):
+    """Runs the wrapped network on at most ``n`` images per call, in channels_last."""
+
+    def __init__(self, net: nn.Module, n: int | None) -> None:
+        super().__init__()
+        self.net, self.n = net, n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self.n is None or x.shape[0] <= self.n:
+            return self.net(x)
+        return torch.cat([self.net(c) for c in x.split(self.n)])
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every Conv2d → BatchNorm2d pair of a Sequential into one Conv2d (eval mode only:
+    the same outputs to float rounding, one pass over the activations fewer)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Sequential):
+            mods, i = list(child), 0
+            out: list[nn.Module] = []
+            while i < len(mods):
+                if (i + 1 < len(mods) and isinstance(mods[i], nn.Conv2d)
+                        and isinstance(mods[i + 1], nn.BatchNorm2d)):
+                    out.append(fuse_conv_bn_eval(cast(nn.Conv2d, mods[i]),
+                                                 cast(nn.BatchNorm2d, mods[i + 1])))
+                    i += 2
+                else:
+                    out.append(fold_batchnorm(mods[i]))
+                    i += 1
+            setattr(module, name, nn.Sequential(*out))
+        else:
+            fold_batchnorm(child)
+    return module
+
+
+def prepare(model: FusionModel, policy: Policy, tile: int,
+            log: Callable[[str], None] = lambda _m: None) -> FusionModel:
+    """The inference form of a loaded model (changed in place; the runner owns it)."""
+    fold_batchnorm(model.eval())
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    for name in ("quality", "segmentation"):
+        net = getattr(model, name, None)
+        if net is None:
+            continue
+        if policy.compile:
+            net = _compiled(net, policy, tile, log)
+        setattr(model, name, _Chunked(net, policy.images_per_call))
+    return model
+
+
+def _compiled(net: nn.Module, policy: Policy, tile: int, log: Callable[[str], None]
+              ) -> nn.Module:
+    """``torch.compile`` of one network, compiled now on a tile of the real shape (a minute or
+    more on a CPU), or the eager network with a log line where compiling fails."""
+    cin = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
+    n = policy.images_per_call or 1
+    x = torch.zeros(n, cin, tile, tile, device=policy.device).contiguous(
+        memory_format=torch.channels_last)
+    try:
+        compiled = cast(nn.Module, torch.compile(net, dynamic=False))
+        amp = (torch.autocast(policy.device.split(":")[0], dtype=policy.amp)
+               if policy.amp is not None else contextlib.nullcontext())
+        with torch.inference_mode(), amp:
+            compiled(x)
+        return compiled
+    except Exception as exc:  # e.g. no C++ compiler: the eager network gives the same outputs
+        log(f"torch.compile failed ({str(exc).strip().splitlines()[0][:200]}); running eagerly")
+        return net
+
+
+def keep_freed_memory() -> None:
+    """Stop glibc from returning each call's freed activations to the OS and faulting them back
+    in on the next call (measured: ~6000 page faults per image otherwise). Linux/glibc only."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-3, 256 * 2**20)  # M_MMAP_THRESHOLD: activations come from the heap
+    libc.mallopt(-1, 512 * 2**20)  # M_TRIM_THRESHOLD: keep up to this much freed heap
 
 
 class ModelRunner:
     """The loaded model on its device, run tile batch by tile batch."""
 
-    def __init__(self, model: FusionModel, info: ModelInfo, device: str, batch_size: int
-                 ) -> None:
-        self.model, self.info, self.device, self.batch_size = model, info, device, batch_size
+    def __init__(self, model: FusionModel, info: ModelInfo, policy: Policy) -> None:
+        self.model, self.info, self.policy = model, info, policy
+        self.device, self.batch_size = policy.device, policy.tiles
+        params = inspect.signature(model.quality_logits).parameters
+        self._set_aware = "valid" in params  # quality nets that read all K inputs' validity
 
     def describe(self) -> str:
         """The model's name and a short provenance, for tags and logs."""
@@ -53,11 +184,15 @@ class ModelRunner:
                          for di, vi in zip(d, v)])
 
     def _autocast(self) -> ContextManager[Any]:
-        import torch
+        if self.policy.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.split(":")[0], dtype=self.policy.amp)
 
-        if self.device.startswith("cuda"):
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+    def _to_device(self, a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(a)
+        if self.device == "cpu":
+            return t
+        return t.pin_memory().to(self.device, non_blocking=True)
 
     def learned(self, batch: Sequence[Tile], plan: WindowPlan, data: np.ndarray,
                 valid: np.ndarray, scales: Any, bands: tuple[int, ...], want_seg: bool,
@@ -66,22 +201,22 @@ class ModelRunner:
         """Quality weights per input, applied to the original values of every band; the
         segmentation net reads the fused network view. → fused (B, C, T, T), weights
         (B, K, T, T) and class probabilities (B, N, T, T) where asked for."""
-        import torch
-
-        from .model import fuse_by_quality
-
         d, v = self._tiles(batch, plan, data, valid)
         view = self._view(d, v, scales, bands)
-        d = zero_invalid(d, v)
+        work = torch.float64 if d.dtype.itemsize > 2 else torch.float32
+        if d.dtype not in (np.uint8, np.int16, np.float32, np.float64):
+            d = d.astype(np.float64 if work == torch.float64 else np.float32)
         with torch.inference_mode():
-            dev = self.device
-            img = torch.from_numpy(view).to(dev)
-            val = torch.from_numpy(v).to(dev)
+            img = self._to_device(view)
+            val = self._to_device(v)
+            quality_logits: Any = self.model.quality_logits
             with self._autocast():
-                logits = self.model.quality_logits(img, val)
+                logits = quality_logits(img, val) if self._set_aware else quality_logits(img)
             fused_view, w = fuse_by_quality(img, logits.float(), val)
-            work = torch.float64 if d.dtype.itemsize > 2 else torch.float32
-            orig = torch.from_numpy(d).to(dev, dtype=work)
+            # Invalid pixels may hold NaN or sentinels: zero them so a 0 weight stays 0.
+            orig = self._to_device(d).to(work)
+            orig = torch.where(val.unsqueeze(2), orig, torch.zeros((), dtype=work,
+                                                                   device=orig.device))
             fused = (orig * w.to(work).unsqueeze(2)).sum(dim=1)
             seg = None
             if want_seg:
@@ -95,13 +230,11 @@ class ModelRunner:
                 ) -> np.ndarray:
         """Segmentation of a mean/median composite: its view is the composite of the inputs'
         network views (for mean, exactly the view of the composite)."""
-        import torch
-
         d, v = self._tiles(batch, plan, data, valid)
         view = self._view(d, v, scales, bands)
         comp = np.stack([composite(vw, vi, method)[0] for vw, vi in zip(view, v)])
         with torch.inference_mode():
-            x = torch.from_numpy(comp.astype(np.float32)).to(self.device)
+            x = self._to_device(comp.astype(np.float32))
             with self._autocast():
                 logits = self.model.segmentation(x)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
@@ -109,8 +242,6 @@ class ModelRunner:
 
 def resolve_device(device: str | None) -> str:
     """"auto" → cuda when torch sees a GPU, else cpu; "cuda"/"cuda:N" only when one exists."""
-    import torch
-
     d = (device or "auto").lower()
     if d == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -130,19 +261,15 @@ def default_batch(device: str) -> int:
     """Tiles per batch when none is given: more on a GPU (``auto`` as resolved here, or the
     device requested for a cluster's workers)."""
     dev = resolve_device(device) if device == "auto" else device
-    return BATCH_GPU if dev.startswith("cuda") else BATCH_CPU
+    return TILES_GPU if dev.startswith("cuda") else TILES_CPU
 
 
 def load_runner(weights: Union[str, os.PathLike] | None, device: str,
-                batch_size: int | None, log: Callable[[str], None], purpose: str
-                ) -> ModelRunner:
-    """Load the model (the given weights or the shipped default) onto the chosen device.
-    ``purpose`` names what needs the model, for the error when there is none."""
-    try:
-        import torch
-    except ImportError:
-        raise WsfusionError(f"{purpose} needs PyTorch",
-                            hint="install torch, or use the mean or median method") from None
+                batch_size: int | None, log: Callable[[str], None], purpose: str,
+                compile: bool = False, bf16: bool = False) -> ModelRunner:
+    """Load the model (the given weights or the shipped default) onto the chosen device, in
+    its inference form. ``purpose`` names what needs the model, for the error when there is
+    none."""
     from .weights import load_weights, resolve_weights
 
     try:
@@ -151,13 +278,15 @@ def load_runner(weights: Union[str, os.PathLike] | None, device: str,
         raise WeightsError(f"{purpose} needs a model and none is shipped", path=exc.path,
                            hint=exc.hint) from None
     dev = resolve_device(device)
-    if dev == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(os.cpu_count() or 1)
+    if dev == "cpu":
+        if "OMP_NUM_THREADS" not in os.environ:
+            torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                  else os.cpu_count() or 1)
+        keep_freed_memory()
+    policy = policy_for(dev, batch_size, bf16=bf16, compile=compile)
     model, info = load_weights(path, device=dev)
-    bs = batch_size or default_batch(dev)
-    runner = ModelRunner(model, info, dev, bs)
+    runner = ModelRunner(prepare(model, policy, info.tile_size, log), info, policy)
     threads = f", {torch.get_num_threads()} threads" if dev == "cpu" else ""
-    amp = ", mixed precision" if dev.startswith("cuda") else ""
-    log(f"device: {dev}{threads}{amp}; batch {bs}")
+    log(f"device: {dev}{threads}; {policy.describe()}")
     log(f"model: {runner.describe()} from {Path(path)}")
     return runner

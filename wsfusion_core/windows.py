@@ -124,6 +124,13 @@ class WindowPlan:
     def row_span(self, r: int) -> tuple[int, int]:
         return self.rows.starts[r], self.rows.starts[r] + self.rows.sizes[r]
 
+    @property
+    def disjoint(self) -> bool:
+        """No two tiles share a pixel (every weight is 1)."""
+        return all(bool(np.all(w == 1)) for w in self.rows.weights + self.cols.weights) and all(
+            a.starts[i] + a.sizes[i] == a.starts[i + 1] for a in (self.rows, self.cols)
+            for i in range(a.count - 1))
+
     def finished_before(self, r: int) -> int:
         """Rows above this are final once tile-row ``r`` has been blended in."""
         return self.rows.starts[r + 1] if r + 1 < self.rows.count else self.rows.length
@@ -134,9 +141,19 @@ def plan_windows(height: int, width: int, tile: int = 300, overlap: int = 64) ->
     return WindowPlan(plan_axis(height, tile, overlap), plan_axis(width, tile, overlap))
 
 
-def plan_strips(height: int, width: int, rows: int) -> WindowPlan:
-    """Full-width strips of ``rows`` rows, no overlap (the composites need no tiles)."""
-    return WindowPlan(plan_axis(height, rows, 0), plan_axis(width, width, 0))
+def plan_strips(height: int, width: int, rows: int, cols: int | None = None) -> WindowPlan:
+    """Strips of ``rows`` rows cut into pieces of ``cols`` columns (default: full width), the
+    last ones shorter: no pixel is in two pieces, so composites are converted straight to the
+    output (blend.DirectStrip, no accumulators) and read piece by piece (memory independent of
+    the width)."""
+    return WindowPlan(_disjoint_axis(height, rows), _disjoint_axis(width, cols or width))
+
+
+def _disjoint_axis(length: int, size: int) -> AxisPlan:
+    starts = tuple(range(0, length, size))
+    sizes = tuple(min(size, length - s) for s in starts)
+    return AxisPlan(length, max(sizes), starts, sizes,
+                    tuple(np.ones(n, np.float32) for n in sizes))
 
 
 T = TypeVar("T")

@@ -56,12 +56,16 @@ def output_format(inputs: Sequence[RasterInfo], reference: RasterInfo
     return source, source.dtype, nodata
 
 
-def gdal_cache(width: int, bytes_per_pixel: int) -> rasterio.Env:
-    """Bound GDAL's block cache (default: 5 % of RAM, filled as the raster streams through) to
-    one block row of every output plus room for reads: outputs are written in whole blocks, so
-    GDAL never needs to keep a partial block."""
-    need = BLOCK * width * bytes_per_pixel + 32 * 2**20
-    return rasterio.Env(GDAL_CACHEMAX=int(max(need, 64 * 2**20)))
+def gdal_cache(width: int, bytes_per_pixel: int, read_bytes_per_pixel: int = 0
+               ) -> rasterio.Env:
+    """GDAL settings for one run: the block cache (default: 5 % of RAM, filled as the raster
+    streams through) bounded to what one strip needs, and all cores for (de)compression.
+
+    Outputs are written in whole blocks, so GDAL never keeps a partial output block; reads need
+    one block row of every input (``read_bytes_per_pixel``) when strips straddle block rows
+    (tiles), else nothing beyond what a read decodes at once."""
+    need = BLOCK * width * (bytes_per_pixel + read_bytes_per_pixel) + 8 * 2**20
+    return rasterio.Env(GDAL_CACHEMAX=int(need), GDAL_NUM_THREADS="ALL_CPUS")
 
 
 def base_profile(grid: Grid, count: int, dtype: str, nodata: Nodata,
@@ -73,6 +77,7 @@ def base_profile(grid: Grid, count: int, dtype: str, nodata: Nodata,
         "dtype": dtype, "crs": grid.crs, "transform": grid.transform, "nodata": nodata,
         "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate",
         "BIGTIFF": "IF_SAFER", "interleave": "pixel" if count <= 4 else "band",
+        "num_threads": "ALL_CPUS",  # DEFLATE on every core
     }
     if predictor:
         profile["predictor"] = 3 if kind == "f" else 2
@@ -219,6 +224,7 @@ class AtomicGeoTIFF:
 
         kind = np.dtype(self.profile["dtype"]).kind
         opts = {"COMPRESS": "DEFLATE", "BLOCKSIZE": BLOCK, "BIGTIFF": "IF_SAFER",
+                "NUM_THREADS": "ALL_CPUS",
                 "RESAMPLING": self.overview_resampling.upper(), "OVERVIEWS": "IF_NEEDED"}
         if "predictor" in self.profile:
             opts["PREDICTOR"] = "FLOATING_POINT" if kind == "f" else "YES"

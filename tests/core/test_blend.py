@@ -78,3 +78,32 @@ def test_integer_output_is_rounded_and_clipped():
     assert rows is not None and rows.classes is None and rows.quality is None
     np.testing.assert_array_equal(rows.fused[0, 0], [0, 0, 1, 255])
     assert buf.take(4) is None  # nothing left above row 4
+
+
+def test_direct_strip_equals_the_accumulating_buffer():
+    """Where strips do not overlap (composites), converting each result straight to the output
+    dtype gives the rows the float accumulators give, without holding them."""
+    from wsfusion_core.blend import DirectStrip
+    from wsfusion_core.windows import plan_strips
+
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0, 255, (3, 70, 50)).astype(np.float32)
+    plan = plan_strips(70, 50, 32)
+    assert DirectStrip.fits(plan) and not DirectStrip.fits(plan_windows(70, 50, 32, 8))
+    bufs = [StripBuffer(plan, 50, 3, 2, "uint8", 0, num_classes=3, quality=True),
+            DirectStrip(plan, 50, 3, 2, "uint8", 0, num_classes=3, quality=True)]
+    got: list[list] = [[], []]
+    for r in range(plan.rows.count):
+        y0, y1 = plan.row_span(r)
+        valid = rng.random((y1 - y0, 50)) > 0.1
+        seg = rng.random((3, y1 - y0, 50)).astype(np.float32)
+        q = rng.random((2, y1 - y0, 50)).astype(np.float32)
+        for buf, out in zip(bufs, got):
+            buf.mark_valid(y0, valid)
+            buf.add(y0, 0, plan.rows.weights[r][:, None], values[:, y0:y1], q, seg)
+            out.append(buf.take(plan.finished_before(r)))
+    for a, b in zip(*got):
+        assert a.y == b.y
+        np.testing.assert_array_equal(a.fused, b.fused)
+        np.testing.assert_array_equal(a.classes, b.classes)
+        np.testing.assert_array_equal(a.quality, b.quality)

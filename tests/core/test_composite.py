@@ -55,3 +55,25 @@ def test_chunks_equal_the_whole_strip(monkeypatch):
     np.testing.assert_array_equal(np.concatenate([c for _, c, _ in parts], axis=-1), whole)
     np.testing.assert_array_equal(np.concatenate([q for _, _, q in parts], axis=-1),
                                   equal_weights(valid))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])
+@pytest.mark.parametrize("k", [1, 2, 5, 6])
+def test_composites_equal_numpys_nan_reductions(dtype, k):
+    """The vectorised mean and median (sorting network) give what np.nanmean / np.nanmedian
+    give, with garbage (NaN, sentinels) in the invalid pixels and pixels with no valid input."""
+    rng = np.random.default_rng(k)
+    data = rng.integers(-50 if dtype == "int16" else 0, 255, (k, 3, 6, 40)).astype(dtype)
+    valid = rng.random((k, 6, 40)) > 0.3
+    valid[:, 0, :5] = False
+    garbage = np.nan if dtype == "float32" else 77
+    data = np.where(valid[:, None], data, np.array(garbage, dtype=dtype))
+    ref = np.where(valid[:, None], data.astype(np.float64), np.nan)
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        want_mean = np.nan_to_num(np.nanmean(ref, axis=0))
+        want_median = np.nan_to_num(np.nanmedian(ref, axis=0))
+    mean, any_valid = composite(data, valid, "mean")
+    median, _ = composite(data, valid, "median")
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-6)
+    np.testing.assert_array_equal(median, want_median)
+    np.testing.assert_array_equal(any_valid, valid.any(axis=0))

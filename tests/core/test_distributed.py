@@ -139,6 +139,25 @@ def test_composites_in_odd_chunks_equal_the_local_run(tmp_path):
         same_outputs({"fused": ref}, {"fused": out})
 
 
+def test_composite_pieces_cut_by_odd_chunks_equal_the_local_run(tmp_path, monkeypatch):
+    """Composite strips read in column pieces (here 256 wide) that the chunks cut anywhere:
+    still the local run's bytes, the per-input weights included."""
+    from wsfusion_core import engines
+
+    monkeypatch.setattr(engines, "COMPOSITE_COLUMNS", 256)
+    inputs = scene(tmp_path, 700, 1100)
+    ref = {"fused": tmp_path / "mean.tif", "quality": tmp_path / "mean_q.tif"}
+    fuse(inputs, ref["fused"], quality=ref["quality"], method="mean")
+    out = {"fused": tmp_path / "mean_c.tif", "quality": tmp_path / "mean_c_q.tif"}
+    fuse(inputs, out["fused"], quality=out["quality"], method="mean", chunk=300)
+    same_outputs(ref, out)
+    plan = engines.plan(700, 1100, None, 0, 256)
+    for chunk in plan_chunks(700, 1100, 300):
+        reg = region_for(plan, chunk, None)
+        assert reg.plan.disjoint and reg.width == chunk.x1 - chunk.x0
+        assert sum(reg.plan.cols.sizes) == reg.width
+
+
 def test_cancel_leaves_nothing_and_resume_finishes_the_rest(tmp_path):
     inputs = scene(tmp_path, 700, 900)
     ref = tmp_path / "ref.tif"

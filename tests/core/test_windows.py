@@ -65,13 +65,13 @@ def test_small_raster_is_padded_to_a_tile():
 
 def test_strip_plan_is_full_width_blocks():
     plan = plan_strips(600, 333, 256)
-    assert plan.rows.starts == (0, 256, 344) and plan.rows.sizes == (256, 256, 256)
+    assert plan.rows.starts == (0, 256, 512) and plan.rows.sizes == (256, 256, 88)
     assert plan.cols.starts == (0,) and plan.cols.sizes == (333,)
     acc = np.zeros(600)
     for start, w in zip(plan.rows.starts, plan.rows.weights):
         acc[start:start + len(w)] += w
-    np.testing.assert_allclose(acc, 1.0, atol=1e-6)  # the snapped-back last strip blends in
-    assert (plan.rows.weights[0] == 1).all()  # block-aligned strips before it do not
+    np.testing.assert_array_equal(acc, 1.0)  # every row in exactly one strip, weight 1
+    assert [plan.finished_before(r) for r in range(3)] == [256, 512, 600]
 
 
 def test_batches_cover_items_in_order():

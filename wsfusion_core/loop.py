@@ -1,0 +1,43 @@
+"""The engine loop shared by the local run (api.fuse) and every chunk task (chunked.run_chunk):
+strips read one ahead (strips.py) → engine → buffer → finished rows to a sink. One loop, so a
+chunked or cluster run computes exactly what the local run computes."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from .blend import Buffer, FinishedRows
+from .engines import Engine
+from .errors import Cancelled
+from .grid import AlignedReader
+from .strips import strips
+from .windows import WindowPlan
+
+
+def poll(cancel: Callable[[], bool] | None) -> None:
+    """Raise ``Cancelled`` when the caller asked to stop."""
+    if cancel is not None and cancel():
+        raise Cancelled("cancelled by the caller; no output was written")
+
+
+def run_plan(plan: WindowPlan, readers: Sequence[AlignedReader], engine: Engine,
+             buffer: Buffer, sink: Callable[[FinishedRows], None], *,
+             origin: tuple[int, int] = (0, 0), cancel: Callable[[], bool] | None = None,
+             tick: Callable[[int], None] | None = None, pieces: bool = False) -> None:
+    """For each strip of ``plan`` (with ``pieces``, each piece of a disjoint composite plan),
+    read every input — the next strip in a background thread — let the engine blend it into
+    ``buffer`` and hand the finished rows to ``sink``. ``origin`` is where the plan starts in
+    the raster: (0, 0) for a whole-raster run, a chunk's corner for its sub-plan."""
+    with strips(readers, plan, plan.cols.length, pieces=pieces, origin=origin) as ahead:
+        for s in ahead:
+            poll(cancel)
+            buffer.mark_valid(plan.rows.starts[s.row], s.valid.any(axis=0), s.x)
+            for units in engine.process_strip(plan, s.row, s.data, s.valid, buffer, s.x):
+                if tick is not None:
+                    tick(units)
+                poll(cancel)
+            if s.last:
+                rows = buffer.take(plan.finished_before(s.row))
+                if rows is not None:
+                    sink(rows)
+            del s
