@@ -19,7 +19,7 @@ import numpy as np
 import rasterio
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "wsfusion_core" / "data" / "sample"
+SAMPLE = ROOT / "wsfusion_core" / "data" / "sample" / "banepa"
 
 # name → (inputs key, extra CLI arguments, outputs besides the fused one)
 CASES = {
