@@ -8,7 +8,6 @@ to stop at the next batch (it removes its temp files) and exit 128 + the signal 
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import traceback
@@ -18,13 +17,21 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import click
 
+from .cli_options import (
+    _STATE,
+    _parse_bands,
+    _Progress,
+    _Stop,
+    debug_option,
+    device_option,
+    scale_option,
+)
 from .errors import Cancelled, WeightsError, WsfusionError
-from .options import DEVICES, METHODS, STAC_GROUPS, parse_bands
+from .options import METHODS, STAC_GROUPS
 
 if TYPE_CHECKING:
     from .api import FusionResult
 
-_STATE: dict[str, Any] = {"debug": bool(os.environ.get("WSFUSION_DEBUG")), "signal": None}
 SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
 
 
@@ -92,41 +99,6 @@ def _trace() -> None:
         traceback.print_exc()
 
 
-def _set_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-    if value:
-        _STATE["debug"] = True
-    return value
-
-
-def _parse_bands(_ctx: click.Context, _param: click.Parameter,
-                 value: str | None) -> tuple[int, ...] | None:
-    try:
-        return parse_bands(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _parse_scale(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
-    from .errors import WsfusionError
-    from .view import parse_scale
-
-    try:
-        return parse_scale(value).text
-    except WsfusionError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-scale_option = click.option("--scale", callback=_parse_scale, default="auto", show_default=True,
-                            metavar="RULE", help="One radiometric scale for all inputs as the "
-                            "networks see them: auto, s2, landsat-c2, reflectance, LO,HI, a "
-                            "divisor, or per-input (old rule).")
-debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
-                            callback=_set_debug, help="Show tracebacks on errors.")
-device_option = click.option("--device", type=click.Choice(list(DEVICES)),
-                             default="auto", show_default=True,
-                             help="Where the networks run (auto: CUDA if available).")
-
-
 @click.group(cls=_Group, no_args_is_help=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wsfusion", prog_name="wsfusion-raster")
@@ -137,80 +109,6 @@ def main() -> None:
 
 
 # ------------------------------------------------------------------------------------ fuse
-
-
-class _Progress:
-    """A tqdm bar on stderr fed by the engine's fraction callback; log lines go above it."""
-
-    def __init__(self, quiet: bool, desc: str) -> None:
-        self.quiet = quiet
-        self.desc = desc
-        self.bar: Any = None
-
-    def log(self, msg: str) -> None:
-        if self.quiet:
-            return
-        if self.bar is not None:
-            self.bar.write(msg, file=sys.stderr)
-        else:
-            click.echo(msg, err=True)
-
-    def update(self, fraction: float) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=1000, desc=self.desc, file=sys.stderr, unit="‰", leave=True,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
-                            dynamic_ncols=True, mininterval=0.2)
-        n = int(round(max(0.0, min(1.0, fraction)) * 1000))
-        if n > self.bar.n:
-            self.bar.update(n - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-class _Stop:
-    """Ctrl-C, SIGTERM (timeout, systemd, batch schedulers) and SIGHUP (a closed terminal) all
-    set a flag the engine polls between batches: it then removes its temp files and raises
-    Cancelled, and the exit code is 128 + the signal number. A second signal interrupts at
-    once (the outputs' clean-up still runs)."""
-
-    SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
-                    if hasattr(signal, n))
-
-    def __init__(self) -> None:
-        self.flag = False
-        self._old: dict[int, Any] = {}
-
-    def __call__(self) -> bool:
-        return self.flag
-
-    def _handler(self, signum: int, _frame: Any) -> None:
-        if self.flag:
-            raise KeyboardInterrupt
-        self.flag = True
-        _STATE["signal"] = signum
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        with suppress(OSError):
-            click.echo(f"\n{name}: stopping after the current batch (again to abort now)",
-                       err=True)
-
-    def __enter__(self) -> _Stop:
-        for sig in self.SIGNALS:
-            try:
-                self._old[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread (embedded): rely on KeyboardInterrupt
-                pass
-        return self
-
-    def __exit__(self, *_exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def _run_fuse(inputs: Sequence[str], output: str, quiet: bool, desc: str = "fusing",
