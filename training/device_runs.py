@@ -121,8 +121,8 @@ def _history(weights: Path) -> tuple[dict, list]:
 def table(out: Path, runs: dict | None = None) -> str:
     """Markdown table of the runs in ``out`` (synthetic validation: Dubai tile 6, held-out
     validation clouds)."""
-    if runs is None:  # whichever set wrote this folder
-        runs = next((r for r in RUN_SETS.values() if all((out / n).is_dir() for n in r)), RUNS)
+    if runs is None:  # whichever set wrote this folder (runs that failed leave no folder)
+        runs = max(RUN_SETS.values(), key=lambda r: sum((out / n).is_dir() for n in r))
     rows = ["| run | arch | artifacts | aux | selected epoch | its step | val mIoU | S1 | S2 "
             "| R3 | R3 L1 | what it tests |", "|" + "---|" * 12]
     for name in runs:
