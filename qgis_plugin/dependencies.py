@@ -442,8 +442,10 @@ def install(target: str | os.PathLike | None = None, modules: Sequence[str] | No
         log(f"to install into {target}: "
             + ", ".join(f"{p.name} {p.version}" for p in packages))
         step(0.1)
-        target.mkdir(parents=True, exist_ok=True)
-        cmd = install_command(packages, target, extra_args)
+        # pip writes into a staging folder beside the target; only a finished install is moved
+        # in, so a cancel or a failure leaves the profile as it was.
+        stage = work / "stage"
+        cmd = install_command(packages, stage, extra_args)
         log("running: " + format_command(cmd))
         names = [_canonical(p.name) for p in packages]
         seen: set[str] = set()
@@ -462,12 +464,26 @@ def install(target: str | os.PathLike | None = None, modules: Sequence[str] | No
         code, tail = _run(cmd, env, log, cancel, on_line)
         if code != 0:
             raise RuntimeError("pip failed: " + _pip_error(tail))
+        _move_into(stage, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     activate_private_dir(target)
     log(f"installed {', '.join(p.name for p in packages)} into {target}")
     step(1.0)
     return target
+
+
+def _move_into(stage: Path, target: Path) -> None:
+    """Move a finished ``pip --target`` install into ``target``, replacing what it upgrades
+    (pip's own ``--upgrade`` semantics for a target folder)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(stage.iterdir()) if stage.is_dir() else ():
+        dest = target / entry.name
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        elif dest.exists() or dest.is_symlink():
+            dest.unlink()
+        os.replace(entry, dest)
 
 
 def _pip_error(tail: Sequence[str]) -> str:
