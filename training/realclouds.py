@@ -296,10 +296,17 @@ def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, dic
     return out
 
 
+def all_cases(root: Path, work: Path) -> list[Case]:
+    """Every real-cloud case, its GeoTIFFs written under ``work``."""
+    return s2_cases(root, work / "s2") + landsat_cases(root, work / "landsat")
+
+
 def run(root: Path, weights_files: Sequence[str], work: Path, scales: Sequence[str] = ("auto",),
-        device: str = "cpu", log: Callable[[str], None] = print) -> dict[str, Any]:
-    """All cases × all scales; returns {"cases": {...}, "scales": {scale: {per_case, mean}}}."""
-    cases = s2_cases(root, work / "s2") + landsat_cases(root, work / "landsat")
+        device: str = "cpu", log: Callable[[str], None] = print,
+        cases: Sequence[Case] | None = None) -> dict[str, Any]:
+    """All cases × all scales; returns {"cases": {...}, "scales": {scale: {per_case, mean}}}.
+    ``cases``: already built by :func:`all_cases` (built here when not given)."""
+    cases = list(cases) if cases is not None else all_cases(root, work)
     out: dict[str, Any] = {"cases": {c.name: {"inputs": [p.name for p in c.inputs],
                                               "scored_px": int(c.scored.sum()),
                                               "notes": c.notes} for c in cases},
@@ -482,8 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     weights = args.weights or [str(default_weights_path())]
     work = Path(args.work)
+    cases = all_cases(root, work)
     results = run(root, weights, work, [s for s in args.scales.split(";") if s], args.device,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
+                  log=lambda m: print(m, file=sys.stderr, flush=True), cases=cases)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "realclouds.json").write_text(json.dumps(results, indent=1))
@@ -491,9 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "realclouds.md").write_text(md)
     if args.figure:
         label = weights_label(weights[0])
-        cases = [c for c in s2_cases(root, work / "s2") + landsat_cases(root, work / "landsat")
-                 if c.name in FIGURE_CASES]
-        figure(work, cases, label, Path(args.figure), list(results["scales"])[-1])
+        shown = [c for c in cases if c.name in FIGURE_CASES]
+        figure(work, shown, label, Path(args.figure), list(results["scales"])[-1])
     if args.ship:
         from .ship import ship
 

@@ -133,7 +133,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     seg_path = Path(segmentation) if segmentation is not None else None
     q_path = Path(quality) if quality is not None else None
     targets = [p for p in (out_path, seg_path, q_path) if p is not None]
-    check_outputs(targets, [i.path for i in al.inputs] + [al.reference.path], overwrite)
+    sources = [i.path for i in al.inputs] + [al.reference.path]
+    check_outputs(targets, sources, overwrite)
 
     net_bands = tuple(int(b) for b in bands) if bands else DEFAULT_BANDS
     needs_net = method == "learned" or seg_path is not None
@@ -197,7 +198,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             return fused_w, seg_w, q_w
 
         num_classes = runner.info.num_classes if seg_path and runner else 0
-        total = make_engine(method, runner, scales, net_bands, False, False).units(plan)
+        total = plan.tile_count  # network tiles, or the pieces of the composite strips
         if chunked:
             from .chunked import ChunkedRun, fuse_chunked
 
@@ -205,7 +206,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
                 al.inputs, grid, plan, method, net_bands, scales, al.count, dtype, nodata,
                 num_classes, q_path is not None, runner, weights, device, out_path,
                 chunk, cluster, resume, lambda: OutputSet(overwrite, verify), open_outputs,
-                [i.path for i in al.inputs] + [al.reference.path], compile, bf16),
+                sources, compile, bf16),
                 progress=cb, cancel=cancel, say=say)
         else:
             outs = stack.enter_context(OutputSet(overwrite, verify))

@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 
 
 class Engine(Protocol):
-    def units(self, plan: WindowPlan) -> int:
-        """Work units of the whole run (the progress denominator)."""
-        ...
-
     def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
                       buffer: Buffer, x0: int = 0) -> Iterator[int]:
         """Blend tile-row ``r`` (all inputs; full width, or the piece from column ``x0`` for
@@ -40,9 +36,6 @@ class LearnedEngine:
                  segmentation: bool, quality: bool) -> None:
         self.runner, self.scales, self.bands = runner, scales, bands
         self.segmentation, self.quality = segmentation, quality
-
-    def units(self, plan: WindowPlan) -> int:
-        return plan.tile_count
 
     def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
                       buffer: Buffer, x0: int = 0) -> Iterator[int]:
@@ -67,9 +60,6 @@ class CompositeEngine:
                  scales: Any = None, bands: tuple[int, ...] = ()) -> None:
         self.method, self.quality = method, quality
         self.runner, self.scales, self.bands = runner, scales, bands
-
-    def units(self, plan: WindowPlan) -> int:
-        return plan.tile_count  # network tiles, or the pieces of the strips
 
     def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
                       buffer: Buffer, x0: int = 0) -> Iterator[int]:

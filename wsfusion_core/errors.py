@@ -43,6 +43,12 @@ class Cancelled(WsfusionError):
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (GDAL's can run to many), else its type's name."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def only_wsfusion_errors(fn: F) -> F:
     """Let only WsfusionError out of a public entry point, so that every caller (CLI, QGIS,
     scripts) can print one line: anything unexpected becomes one that names its type, with the

@@ -23,7 +23,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .blockread import FixedBlocks
-from .errors import InputError
+from .errors import InputError, first_line
 from .input_guard import GDAL_TYPE_NAMES, dtype_problem, open_input
 from .options import MaskKind
 
@@ -121,14 +121,11 @@ def describe(path: str | os.PathLike) -> RasterInfo:
     except InputError:
         raise
     except RasterioIOError as exc:
-        raise InputError(f"not a readable raster ({_first_line(exc)})", path=p) from None
+        raise InputError(f"not a readable raster ({first_line(exc)})", path=p) from None
     except Exception as exc:  # corrupt headers raise a variety of types
-        raise InputError(f"cannot be read ({_first_line(exc)})", path=p) from None
+        raise InputError(f"cannot be read ({first_line(exc)})", path=p) from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _pixel_footprint(transform: Affine, width: int, height: int, densify: int = 21
@@ -262,7 +259,7 @@ class AlignedReader:
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(f"cannot be opened ({_first_line(exc)})", path=info.path) from None
+            raise InputError(f"cannot be opened ({first_line(exc)})", path=info.path) from None
         self._vrt = None
         self._alpha = info.alpha
         if not grid.same_as(info):
@@ -308,7 +305,7 @@ class AlignedReader:
                 else:
                     valid = np.ones(data.shape[1:], dtype=bool)
         except Exception as exc:
-            raise InputError(f"read failed ({_first_line(exc)})", path=self.info.path) from None
+            raise InputError(f"read failed ({first_line(exc)})", path=self.info.path) from None
         if self._float:
             valid &= np.isfinite(data).all(axis=0)
         return data, valid

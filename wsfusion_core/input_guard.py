@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, first_line
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
@@ -124,7 +124,7 @@ def open_input(path: str | os.PathLike) -> DatasetReader:
             # so that no name is read as a GDAL prefix such as "NETCDF:".
             return DatasetReader(os.path.abspath(p), driver=list(ALLOWED_DRIVERS))
     except Exception as exc:  # rasterio raises several types for unreadable headers
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         if "not recognized as" in first or "not a supported file format" in first:
             raise InputError(f"not a raster in an accepted format ({FORMATS_TEXT})",
                              path=p) from None

@@ -21,13 +21,12 @@ from xml.sax.saxutils import escape
 
 import rasterio
 
-from .errors import InputError
+from .errors import InputError, first_line
+from .input_guard import GDAL_TYPE_NAMES
 from .options import STAC_GROUPS
 
 _VSI = {"http://": "/vsicurl/http://", "https://": "/vsicurl/https://", "s3://": "/vsis3/",
         "gs://": "/vsigs/", "az://": "/vsiaz/"}
-_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
-               "uint32": "UInt32", "int32": "Int32", "float32": "Float32", "float64": "Float64"}
 
 
 def read_input_list(path: str | os.PathLike) -> list[str]:
@@ -81,7 +80,7 @@ def stac_assets(path: str | os.PathLike, asset: str) -> list[StacAsset]:
     try:
         items = list(pystac.ItemCollection.from_file(str(p)))
     except Exception as exc:  # pystac raises several types for bad JSON / schema
-        raise InputError(f"{p}: not a STAC ItemCollection ({_first_line(exc)})") from None
+        raise InputError(f"{p}: not a STAC ItemCollection ({first_line(exc)})") from None
     if not items:
         raise InputError(f"{p}: the ItemCollection has no items")
     out = []
@@ -179,7 +178,7 @@ def mosaic_vrt(members: Sequence[StacAsset], target: Path) -> Path:
         lines.append(f"  <SRS>{escape(first['crs'].to_wkt())}</SRS>")
     lines.append(f"  <GeoTransform>{left!r}, {xres!r}, 0.0, {top!r}, 0.0, {yres!r}"
                  "</GeoTransform>")
-    gtype = _GDAL_TYPES.get(first["dtype"])
+    gtype = GDAL_TYPE_NAMES.get(first["dtype"])
     if gtype is None:
         raise InputError(f"{members[0].href}: data type {first['dtype']} cannot be mosaicked")
     for b in range(1, first["count"] + 2):
@@ -226,9 +225,6 @@ def _head(href: str) -> dict[str, Any]:
                     "colorinterp": [ci.name.capitalize() for ci in src.colorinterp],
                     "descriptions": list(src.descriptions)}
     except Exception as exc:
-        raise InputError(f"{href}: not a readable raster ({_first_line(exc)})") from None
+        raise InputError(f"{href}: not a readable raster ({first_line(exc)})") from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

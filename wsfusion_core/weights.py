@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Union
 from safetensors import safe_open
 
 from .classes import CLASS_COLOURS, CLASS_NAMES
-from .errors import WeightsError
+from .errors import WeightsError, first_line
 from .publish import fsync_file, temp_path
 from .weights_schema import problems as metadata_problems
 
@@ -141,7 +141,7 @@ def load_weights(path: str | os.PathLike | None = None, device: str | torch.devi
             state = {k: f.get_tensor(k) for k in f.keys()}
         model.load_state_dict(state, strict=True)
     except Exception as exc:  # torch: RuntimeError; safetensors: its own error types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise WeightsError(f"tensors do not match the architecture in its metadata ({first})",
                            path=path) from None
     return model.to(device).eval(), info

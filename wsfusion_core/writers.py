@@ -106,7 +106,7 @@ def check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bo
             # Replacing a device node or FIFO with a file would break what uses it.
             raise OutputError(f"is {file_kind(mode)}, not a regular file; outputs are written "
                               "as new files only", path=out)
-        if out.exists() and not overwrite:
+        if mode is not None and not overwrite:
             raise OutputError("already exists", path=out, hint=OVERWRITE_HINT)
         if not out.parent.is_dir():
             raise OutputError(f"folder {out.parent} does not exist", path=out)
