@@ -234,7 +234,9 @@ def view_radiometry(readers: list[AlignedReader], bands: tuple[int, ...],
     once before tiling, so every tile sees the same deterministic scaling)."""
     spec = parse_scale(spec)
     data, valid = [], []
-    needs_pixels = spec.kind in ("auto", "per-input")
+    # All-uint8 inputs under ``auto`` are value / 255 (radiometry() looks at no pixels then).
+    uint8 = spec.kind == "auto" and all(np.dtype(rd.info.dtype) == np.uint8 for rd in readers)
+    needs_pixels = spec.kind == "per-input" or (spec.kind == "auto" and not uint8)
     idx = [b - 1 for b in bands]
     for rd in readers:
         g = rd.grid
@@ -250,7 +252,7 @@ def view_radiometry(readers: list[AlignedReader], bands: tuple[int, ...],
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         declared = ([file_declaration(rd.info.path, bands) for rd in readers]
-                    if spec.kind == "auto" else None)
+                    if spec.kind == "auto" and not uint8 else None)
     return radiometry(data, valid, [rd.info.dtype for rd in readers], spec,
                       declared=declared, bands=bands)
 
