@@ -88,6 +88,9 @@ class TrainConfig:
     line_width: float = 6.0
     user_val_fraction: float = 0.2
     init: str = ""  # start from these weights (e.g. the shipped default) to fine-tune
+    # Also write every epoch's weights (OUT/epochs/epoch_NN.safetensors), so that a checkpoint
+    # can be chosen afterwards on the real-cloud validation (synthetic mIoU does not track it).
+    keep_epochs: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -399,6 +402,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if val["miou"] > best:
             best = val["miou"]
             save_weights(best_path, model, model_info(cfg, history, {"selected_epoch": epoch + 1}))
+        if cfg.keep_epochs:
+            (out / "epochs").mkdir(exist_ok=True)
+            save_weights(out / "epochs" / f"epoch_{epoch + 1:02d}.safetensors", model,
+                         model_info(cfg, history, {"selected_epoch": epoch + 1}),
+                         write_card=False)
         tmp = ckpt.with_name(ckpt.name + ".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
                     "epoch": epoch + 1, "step": step,
