@@ -5,16 +5,17 @@
 #   3. trainings on the one GPU (training/device_runs.py), started first and running beside 1-2
 # Files back in $OUT: tests.txt, bench.txt, summary.md, <run>/weights.safetensors.
 # The machine has python3 + torch + CUDA but no rasterio: carry .whl (rasterio, affine, cligj,
-# click-plugins, shapely wheels for its Python) and .device/data (python -m
+# click-plugins, shapely, and dask, distributed, tornado, tblib, zict, partd, locket wheels for
+# its Python) and .device/data (python -m
 # training.prepare_device_data). GPU_SMOKE=1: a tiny CPU schedule that checks the path.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:?set OUT to the folder whose files come back}"
 mkdir -p "$OUT"
 T0=$(date +%s)
-TRAIN_MIN="${GPU_TRAIN_MIN:-4.5}"
-RUNS="${GPU_RUNS:-run2}"
-ONLY="${GPU_ONLY:-main abl_paper_arch abl_no_gain}"
+TRAIN_MIN="${GPU_TRAIN_MIN:-4.8}"
+RUNS="${GPU_RUNS:-run3}"
+ONLY="${GPU_ONLY:-cont cont_haze cont_set_haze}"
 export PYTHONUNBUFFERED=1
 if [ -d .whl ] && ! python3 -c "import rasterio" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -30,10 +31,12 @@ python3 -c "import torch, numpy, rasterio; print('torch', torch.__version__, 'nu
 # 3 first: the trainings run in the background for TRAIN_MIN minutes (10 data workers)
 if [ "${GPU_SMOKE:-0}" = "1" ]; then
   python3 -m training.device_runs --data .device/data --out "$OUT" --smoke --minutes 0.3 \
-    --grace 90 --workers 3 --set "$RUNS" --only $ONLY > "$OUT/train.log" 2>&1 &
+    --grace 90 --workers 3 --set "$RUNS" --only $ONLY --select-real --select-jobs 3 \
+    > "$OUT/train.log" 2>&1 &
 else
   python3 -m training.device_runs --data .device/data --out "$OUT" --minutes "$TRAIN_MIN" \
-    --grace 40 --workers 10 --set "$RUNS" --only $ONLY > "$OUT/train.log" 2>&1 &
+    --grace 30 --workers 10 --set "$RUNS" --only $ONLY --select-real --select-jobs 14 \
+    > "$OUT/train.log" 2>&1 &
 fi
 TRAIN_PID=$!
 
@@ -47,6 +50,14 @@ if [ "${GPU_SMOKE:-0}" != "1" ]; then
   timeout 200 python3 bench/bench_fuse.py --device cuda --sizes 2048,8192 --k 2,6 \
     --configs learned,learned+seg,mean --budget 150 --max-seconds 100 > "$OUT/bench.txt" 2>&1
   echo "bench exit $?" >> "$OUT/bench.txt"; cat "$OUT/bench.txt"
+fi
+
+# 4. the Dask path on the GPU: a LocalCluster whose one worker holds the GPU vs the local run
+if [ "${GPU_SMOKE:-0}" != "1" ] && python3 -c "import distributed" 2>/dev/null; then
+  timeout 150 python3 scripts/gpu_dask_check.py --size 2048 --k 3 --out /tmp/gdc \
+    > "$OUT/dask.txt" 2>&1
+  echo "gpu_dask_check exit $?" >> "$OUT/dask.txt"; cat "$OUT/dask.txt" >> "$OUT/bench.txt"
+  rm -f "$OUT/dask.txt"
 fi
 
 wait $TRAIN_PID

@@ -473,6 +473,12 @@ class ArtifactMix:
     cloud: float = 0.55
     shadow: float = 0.7  # of the clouded dates
     haze: float = 0.3
+    # Peak opacity of a haze veil, and how often a hazy date is veiled over its whole frame. A
+    # veil stays translucent (the ground shows), unlike an overcast deck (opacity >= 0.82):
+    # without heavy, whole-frame veils in training, a uniformly hazy clear date reads as
+    # overcast and loses to another date's thick cloud (docs/realclouds.md, round 3).
+    haze_strength: tuple[float, float] = (0.25, 0.6)
+    haze_whole: float = 0.0
     overcast: float = 0.06
     fill: float = 0.15
     white_fill: float = 0.3  # of the fills
@@ -497,7 +503,8 @@ def spoil_input(clean: np.ndarray, rng: np.random.Generator, mix: ArtifactMix,
         img, aff = overcast(img, rng, clouds)
         return img, valid, aff
     if rng.random() < mix.haze:
-        img, aff = haze(img, rng.uniform(0.3, 1.0), rng)
+        whole = mix.haze_whole > 0 and rng.random() < mix.haze_whole  # no draw when off
+        img, aff = haze(img, 1.0 if whole else rng.uniform(0.3, 1.0), rng, mix.haze_strength)
         affected |= aff
     if rng.random() < mix.cloud:
         img, cl, sh = cloud_with_shadow(img, rng.uniform(*mix.share), rng, clouds,

@@ -56,7 +56,23 @@ RUNS2: dict[str, tuple[list[str], int, int, str]] = {
     "abl_aux3": (["--architecture", "set", "--artifacts", "mixed", "--aux-weight", "3.0",
                   *_GAIN], 2, 10, "auxiliary loss weight 3 instead of 1"),
 }
-RUN_SETS = {"run1": RUNS, "run2": RUNS2}
+# The third set (session 7): run 2's winner (paper quality net, mixed artifacts, joint gain,
+# aux 1) continued from the shipped weights on a longer schedule at a lower lr, every epoch kept
+# and chosen on the real-cloud validation (synthetic mIoU did not track it), with two variants:
+# heavier, whole-frame haze (round 2's model took a uniformly hazy clear date for an overcast
+# one) and that with the set-aware quality net.
+_HAZE = ["--haze-strength", "0.2", "0.8", "--haze-whole", "0.3"]
+_CONT = ["--artifacts", "mixed", "--lr", "2e-4", "--keep-epochs", *_GAIN]
+RUNS3: dict[str, tuple[list[str], int, int, str]] = {
+    "cont": (["--architecture", "paper", "--aux-weight", "1.0", *_CONT], 2, 12,
+             "the shipped recipe continued from the shipped weights, lr 2e-4"),
+    "cont_haze": (["--architecture", "paper", "--aux-weight", "1.0", *_CONT, *_HAZE], 2, 12,
+                  "as cont with heavier and whole-frame haze veils"),
+    "cont_set_haze": (["--architecture", "set", "--aux-weight", "1.0", *_CONT, *_HAZE], 2, 12,
+                      "as cont_haze with the set-aware quality net grown from the shipped "
+                      "weights (starts as the paper model; training adds the comparison)"),
+}
+RUN_SETS = {"run1": RUNS, "run2": RUNS2, "run3": RUNS3}
 COMMON = ["--banepa", "--init", DEFAULT_INIT, "--batch-size", "8", "--crop", "192",
           "--scale", "1", "8", "--k", "1", "2", "3", "4", "5", "6",
           "--k-probs", "0.05", "0.25", "0.25", "0.2", "0.15", "0.1", "--lr", "5e-4",
@@ -118,6 +134,46 @@ def _history(weights: Path) -> tuple[dict, list]:
     return meta, prov.get("validation_history", [])
 
 
+SOUP = 3  # epochs averaged per run
+
+
+def select_on_real(scratch: Path, out: Path, names: Sequence[str], data: str,
+                   jobs: int) -> list[str]:
+    """Every kept epoch of every run on the real-cloud validation (training/select_real.py);
+    each run's best epoch replaces its ``weights.safetensors``. Returns summary lines."""
+    import numpy as np
+
+    from .select_real import markdown, rank, soup
+
+    files = sorted(str(f) for n in names for f in (scratch / n / "epochs").glob("*.safetensors"))
+    root = Path(data) / "real_clouds"
+    if not files or not (root / "sen12mscr_pairs").is_dir():
+        return ["## real-cloud selection: skipped (no kept epochs or no real_clouds data)", ""]
+    t0 = time.time()
+    rows = rank(files, root, scratch / "select_work", jobs, "cpu")
+    # Each run's best three epochs averaged (a soup), scored the same way.
+    soups = []
+    for name in names:
+        mine = [r["weights"] for r in rows if r["weights"]
+                and Path(r["weights"]).parent.parent.name == name][:SOUP]
+        if len(mine) == SOUP:
+            soups.append(str(soup(mine, scratch / "soups" / name / "epochs" / "soup.safetensors")))
+    if soups:
+        extra = [r for r in rank(soups, root, scratch / "select_soup", jobs, "cpu")
+                 if r["weights"]]
+        rows = sorted(rows + extra, key=lambda r: (-float(np.nan_to_num(r["all_gap"], nan=-9)),
+                                                  r["all_leak"]))
+    (out / "select.json").write_text(json.dumps(rows, indent=1) + "\n")
+    for name in names:
+        mine = [r for r in rows if r["weights"] and Path(r["weights"]).parent.parent.name == name]
+        if mine:  # rows are best first
+            (out / name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(mine[0]["weights"], out / name / "weights.safetensors")
+    return [f"## real-cloud selection ({len(files)} epochs + {len(soups)} soups of each run's "
+            f"best {SOUP}, {time.time() - t0:.0f} s, {jobs} processes, --scale auto, CPU fuse)",
+            "", markdown(rows), ""]
+
+
 def table(out: Path, runs: dict | None = None) -> str:
     """Markdown table of the runs in ``out`` (synthetic validation: Dubai tile 6, held-out
     validation clouds)."""
@@ -162,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", help="a subset of the runs (names in the set)")
     p.add_argument("--smoke", action="store_true", help="tiny CPU schedule (tests the path)")
     p.add_argument("--table", metavar="DIR", help="only print the table of a finished OUT")
+    p.add_argument("--select-real", action="store_true",
+                   help="choose each run's epoch on DATA/real_clouds (runs with --keep-epochs)")
+    p.add_argument("--select-jobs", type=int, default=0, help="processes for that (0: workers)")
     a = p.parse_args(argv)
     if a.table:
         print(table(Path(a.table)))
@@ -202,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                               f"lr {rec['lr']:.2g} val " + " ".join(
                                   f"{k} {x:.3f}" for k, x in v.items()))
         lines += [f"## {name}: {status}", "```", *epochs, *[t[-400:] for t in tail], "```", ""]
+    if a.select_real:
+        lines += select_on_real(scratch, out, list(codes), a.data, a.select_jobs or workers)
     tests = out / "tests.txt"  # folded in: the machine returns at most 8 files
     if tests.is_file():
         lines += ["## CUDA tests", "```", *tests.read_text(errors="replace").splitlines()[-40:],

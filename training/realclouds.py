@@ -241,8 +241,11 @@ def score(case: Case, fused: np.ndarray, weights: np.ndarray | None) -> dict[str
 
 
 def weights_label(path: str | Path) -> str:
-    """A short name for a weights file: its stem, with the run folder for generic stems."""
+    """A short name for a weights file: its stem, with the run folder for generic stems
+    (``run/best``, ``run/epochs/epoch_07``)."""
     p = Path(path)
+    if p.parent.name == "epochs":
+        return f"{p.parent.parent.name}-{p.stem}"
     return f"{p.parent.name}-{p.stem}" if p.stem in ("best", "last", "weights") else p.stem
 
 

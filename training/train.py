@@ -61,6 +61,8 @@ class TrainConfig:
     scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
     jitter: float = 0.0
     joint_gain: list[float] = field(default_factory=lambda: [1.0, 1.0])  # see SampleConfig
+    haze_strength: list[float] = field(default_factory=lambda: [0.25, 0.6])  # see ArtifactMix
+    haze_whole: float = 0.0  # see ArtifactMix
     lr: float = 1e-4
     lr_halvings: int = 3  # halve the lr this many times, evenly (paper: 20 epochs, every 5)
     lr_step_epochs: int = 0  # halve every this many epochs after warm-up; 0 → from lr_halvings
@@ -288,7 +290,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     from wsfusion_core.model import FusionModel
     from wsfusion_core.weights import save_weights
 
-    from .artifacts import CloudBank
+    from .artifacts import ArtifactMix, CloudBank
     from .datasets import FusionDataset, SampleConfig, collate, load_dubai, worker_init
 
     t_start = time.time()
@@ -345,7 +347,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                         share_range=tuple(cfg.share), cloud_prob=cfg.cloud_prob,
                         declared_prob=cfg.declared_prob, scale_range=tuple(cfg.scale),
                         jitter=cfg.jitter, artifacts=cfg.artifacts,
-                        joint_gain=tuple(cfg.joint_gain))
+                        joint_gain=tuple(cfg.joint_gain),
+                        mix=ArtifactMix(haze_strength=tuple(cfg.haze_strength),
+                                        haze_whole=cfg.haze_whole))
     timed = cfg.time_epochs and cfg.budget_min > 0
     ds = FusionDataset(train_items, (10 ** 8 if timed else steps) * cfg.batch_size,
                        cfg.batch_size, scfg, clouds, seed=cfg.seed,

@@ -39,6 +39,19 @@ def test_haze_share_and_translucency(image: np.ndarray, share: float) -> None:
     assert b.mean() > a.mean()
 
 
+def test_whole_frame_heavy_haze_stays_translucent(image: np.ndarray) -> None:
+    """A date veiled over its whole frame at the heaviest strength still shows its ground (the
+    veil is not an overcast deck), and the veil is marked as affected everywhere."""
+    mix = ArtifactMix(cloud=0, haze=1.0, overcast=0, fill=0, stripes=0, radiometry=0.0,
+                      misregistration=0, haze_strength=(0.8, 0.8), haze_whole=1.0)
+    out, valid, affected = spoil_input(image, np.random.default_rng(4), mix)
+    assert valid.all() and affected.mean() > 0.999
+    a, b = image.ravel(), out.ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.5
+    assert b.std() < 0.8 * a.std() and b.mean() > a.mean()
+    assert (out < 0.99).all()  # never an opaque white deck
+
+
 @pytest.mark.parametrize("share", [0.15, 0.4])
 def test_cloud_and_displaced_shadow(image: np.ndarray, share: float) -> None:
     out, cloud, shadow = cloud_with_shadow(image, share, np.random.default_rng(3), opacity=1.0)
