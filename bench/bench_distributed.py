@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from wsfusion_core.options import METHODS
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fuse import pick_weights, write_input  # noqa: E402 (one synthetic-input source)
 
@@ -78,7 +80,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=2048)
-    ap.add_argument("--method", default="learned", choices=["learned", "mean", "median"])
+    ap.add_argument("--method", default="learned", choices=list(METHODS))
     ap.add_argument("--weights", default=None, help="default: shipped, else random init")
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--skip-runs", action="store_true", help="only the overhead table")

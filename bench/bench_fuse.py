@@ -13,7 +13,7 @@ same run: the FLOP-bound limit of the networks and the I/O floor of the files.
   the ratios compare runs taken under the same load.
 
     python bench/bench_fuse.py                                    # CPU: 2048², K 2 and 6
-    python bench/bench_fuse.py --sizes 2048,8192 --configs mean,median --repeat 3
+    python bench/bench_fuse.py --sizes 2048,8192 --configs mean,median,min-blue --repeat 3
     python bench/bench_fuse.py --device cuda --sizes 2048,8192 --k 2,6 --budget 170
 """
 
@@ -37,6 +37,7 @@ CONFIGS = {  # name → (method, segmentation)
     "learned+seg": ("learned", True),
     "mean": ("mean", False),
     "median": ("median", False),
+    "min-blue": ("min-blue", False),
 }
 
 

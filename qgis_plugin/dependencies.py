@@ -52,7 +52,7 @@ REQUIREMENTS: dict[str, tuple[str, str]] = {
     "shapely": ("shapely", "2.0"),
     "safetensors": ("safetensors", "0.4"),
 }
-# The mean and median composites read, align and write rasters: no network, no model.
+# The composites (mean, median, min-blue) read, align and write rasters: no network, no model.
 COMPOSITE_MODULES = ("numpy", "rasterio", "shapely")
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PYPI_INDEX = "https://pypi.org/simple"
@@ -132,8 +132,10 @@ def _installed_version(dist: str) -> str | None:
 
 
 def required_modules(method: str = "learned") -> tuple[str, ...]:
-    """The import names a fusion method needs: mean and median run without torch."""
-    return COMPOSITE_MODULES if method in ("mean", "median") else tuple(REQUIREMENTS)
+    """The import names a fusion method needs: the composites run without torch."""
+    from wsfusion_core.options import COMPOSITES  # numpy-free; bundled beside the plugin
+
+    return COMPOSITE_MODULES if method in COMPOSITES else tuple(REQUIREMENTS)
 
 
 def missing(import_modules: bool = False, modules: Iterable[str] | None = None) -> list[str]:
@@ -558,8 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="PyPI's default torch build (CUDA on Linux) instead of CPU-only")
     parser.add_argument("--pip-args", default="", help="extra pip arguments, one string")
     parser.add_argument("--only", default="",
-                        help="comma-separated import names, e.g. rasterio,shapely for the mean "
-                             "and median composites without PyTorch (default: all missing)")
+                        help="comma-separated import names, e.g. rasterio,shapely for the mean, "
+                             "median and min-blue composites without PyTorch (default: all "
+                             "missing)")
     args = parser.parse_args(argv)
     activate_private_dir(args.target)  # what an earlier run installed already counts
     only = [m.strip() for m in args.only.split(",") if m.strip()]

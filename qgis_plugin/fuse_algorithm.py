@@ -53,7 +53,8 @@ input and scores each pixel for how usable it is; the scores are turned into wei
 to one across the inputs at every pixel, and the output is the weighted average. Pixels that are \
 nodata in an input get weight zero. The networks were trained only from road and building maps \
 (Rafique, Blanton &amp; Jacobs, <i>Weakly Supervised Fusion of Multiple Overhead Images</i>). \
-<i>mean</i> and <i>median</i> are simple per-pixel composites that need no model.</p>
+<i>mean</i>, <i>median</i> and <i>min-blue</i> (per pixel the input with the lowest blue, \
+blue being the last of the network bands) are simple per-pixel composites that need no model.</p>
 <p><b>Inputs.</b> One or more raster layers (fusion needs two or more to have a choice) that \
 are local files GDAL can read (GeoTIFF and the like), covering the same area, with the same \
 bands, e.g. 8-bit RGB or RGB + near infrared. Every band is fused and written; \
@@ -76,9 +77,10 @@ per input with that input's weight at each pixel (0 = not used, 1 = used alone).
 <tt>.safetensors</tt> file from <tt>wsfusion-train</tt>. <b>Output grid from layer</b> \
 (advanced): the outputs take this layer's grid instead of the first input's. <b>Device</b>: \
 <i>auto</i> uses a CUDA GPU when PyTorch sees one.</p>
-<p>The <i>learned</i> method and the segmentation need PyTorch; <i>mean</i> and <i>median</i> \
-need only rasterio and shapely. If packages are missing, this dialog says so before Run: run \
-<i>Install Python dependencies</i> from this provider. The log names the device used and why.</p>"""
+<p>The <i>learned</i> method and the segmentation need PyTorch; <i>mean</i>, <i>median</i> and \
+<i>min-blue</i> need only rasterio and shapely. If packages are missing, this dialog says so \
+before Run: run <i>Install Python dependencies</i> from this provider. The log names the device \
+used and why.</p>"""
 
 
 class SegmentationStyler(QgsProcessingLayerPostProcessorInterface):
@@ -146,7 +148,7 @@ def apply_segmentation_style(layer: QgsRasterLayer) -> None:
 def device_reason(requested: str, used: str, needs_net: bool) -> str:
     """Why the run used ``used``: what was asked, and what PyTorch reports."""
     if not needs_net:
-        return "mean/median composite without segmentation: no network, numpy on the CPU"
+        return "composite without segmentation: no network, numpy on the CPU"
     import torch
 
     if used.startswith("cuda"):
@@ -255,7 +257,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             return HELP
         composite = [m for m in lacking if m in dependencies.COMPOSITE_MODULES]
         scope = "This algorithm cannot run" if composite else \
-            "The learned method and the segmentation cannot run (mean and median can)"
+            "The learned method and the segmentation cannot run (mean, median and min-blue can)"
         return (f"<p style='color:#b00020'><b>Missing Python packages: {', '.join(lacking)}.</b> "
                 f"{scope} until they are installed: run <i>wsfusion ▸ Install Python "
                 "dependencies</i> in the Processing toolbox (or Raster ▸ wsfusion).</p>" + HELP)
@@ -335,7 +337,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         return super().checkParameterValues(parameters, context)
 
     def _missing_for(self, parameters: dict, context, import_modules: bool = False) -> list[str]:
-        """The packages this run needs and lacks: mean/median without segmentation need no torch."""
+        """The packages this run needs and lacks: composites without segmentation need no torch."""
         dependencies.activate_private_dir()  # installed from a shell since QGIS started?
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         wants_seg = _given(parameters.get(self.SEGMENTATION))

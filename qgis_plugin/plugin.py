@@ -52,7 +52,7 @@ class WsfusionPlugin:
         from qgis.PyQt.QtWidgets import QPushButton
 
         composite = [m for m in lacking if m in dependencies.COMPOSITE_MODULES]
-        scope = "" if composite else " (mean and median work without them)"
+        scope = "" if composite else " (mean, median and min-blue work without them)"
         bar = self.iface.messageBar()
         item = bar.createMessage("wsfusion", f"Python packages missing: {', '.join(lacking)}"
                                  f"{scope}.")

@@ -199,6 +199,16 @@ def _white_texture(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarr
     return np.repeat(t[..., None], 3, axis=2).clip(0, 1)
 
 
+def _texture(clouds: CloudBank | None, shape: tuple[int, int], channels: int,
+             rng: np.random.Generator) -> np.ndarray:
+    """(H, W, channels) cloud colour: a real texture from ``clouds`` (else plain white with
+    some noise); images that are not RGB get its grey in every channel."""
+    tex = clouds.texture(shape, rng) if clouds is not None else _white_texture(shape, rng)
+    if channels != 3:
+        tex = np.repeat(tex.mean(axis=2, keepdims=True), channels, axis=2)
+    return tex
+
+
 def cloud_alpha(shape: tuple[int, int], share: float, rng: np.random.Generator,
                 clouds: CloudBank | None = None) -> np.ndarray:
     """Alpha (H, W) in 0..1 whose non-zero pixels are ``share`` of the image.
@@ -309,9 +319,7 @@ def corrupt(image: np.ndarray, kind: str, share: float, rng: np.random.Generator
     if opacity is None:
         opacity = rng.uniform(0.85, 1.0) if rng.random() < 0.75 else rng.uniform(0.35, 0.85)
     alpha *= opacity
-    tex = clouds.texture(shape, rng) if clouds is not None else _white_texture(shape, rng)
-    if image.shape[2] != 3:
-        tex = np.repeat(tex.mean(axis=2, keepdims=True), image.shape[2], axis=2)
+    tex = _texture(clouds, shape, image.shape[2], rng)
     a = alpha[..., None]
     out = (1 - a) * image + a * tex
     return out.astype(np.float32), alpha > 0
@@ -375,9 +383,7 @@ def cloud_with_shadow(image: np.ndarray, share: float, rng: np.random.Generator,
         dark = 1.0 - darkness * np.clip(shifted / 0.5, 0, 1)
         out = out * dark[..., None]
         shadow_mask = (shifted > 0) & (alpha <= 0)
-    tex = clouds.texture(shape, rng) if clouds is not None else _white_texture(shape, rng)
-    if image.shape[2] != 3:
-        tex = np.repeat(tex.mean(axis=2, keepdims=True), image.shape[2], axis=2)
+    tex = _texture(clouds, shape, image.shape[2], rng)
     a = (alpha * opacity)[..., None]
     out = (1 - a) * out + a * tex
     return out.astype(np.float32), alpha > 0, shadow_mask
@@ -388,9 +394,7 @@ def overcast(image: np.ndarray, rng: np.random.Generator, clouds: CloudBank | No
     """A wholly overcast date: every pixel is cloud (a thick deck with some texture)."""
     image = np.asarray(image, np.float32)
     shape = image.shape[:2]
-    tex = clouds.texture(shape, rng) if clouds is not None else _white_texture(shape, rng)
-    if image.shape[2] != 3:
-        tex = np.repeat(tex.mean(axis=2, keepdims=True), image.shape[2], axis=2)
+    tex = _texture(clouds, shape, image.shape[2], rng)
     deck = 0.88 + 0.12 * (0.5 + 0.5 * blob_noise(shape, rng, cells=3.0))
     a = np.clip(rng.uniform(0.93, 1.0) * deck, 0, 1)[..., None]
     base = np.clip(tex * rng.uniform(0.8, 1.05), 0, 1)

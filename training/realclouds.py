@@ -26,8 +26,9 @@ absolute reflectance difference over the network bands) to the answer; the share
 mean→oracle L1 gap captured (oracle: per pixel the valid input closest to the answer); cloud
 leakage (total weight on bad inputs); for the overcast input, its total weight over all pixels
 where another input is clear. Methods: the learned fusion (each weights file), the mean and
-median composites, the minimum-blue composite (per pixel the valid input with the lowest blue;
-Landsat has no blue band, so its shortest band, red) and the oracle.
+median composites, the minimum-blue composite (``wsfusion_core.composite.min_blue`` on all bands,
+blue being the last network band: B2 for Sentinel-2; Landsat has no blue band, so its shortest
+band, red) and the oracle.
 """
 
 from __future__ import annotations
@@ -43,14 +44,15 @@ import numpy as np
 import rasterio
 from scipy import ndimage
 
+from wsfusion_core.composite import blue_channel, equal_weights, min_blue
+
 S2_BANDS = (4, 3, 2)  # red, green, blue of the 13-band L1C stack
 S2_BLUE = 2  # band index (1-based) of blue
 S2_OVERCAST = "136_p280"  # the cloudy patch that is wholly clouded
 CLOUD_BLUE = 300  # DN (reflectance x 10000): cloud/haze brightening in blue
 SHADOW_RATIO, SHADOW_NIR = 0.75, 300  # cloud shadow darkening in NIR
 EDGE_PX = 2
-LANDSAT_BANDS = ("b5", "b4", "b3")  # SWIR1, NIR, red → the networks' R, G, B
-LANDSAT_BLUEST = 3  # band (1-based) of red in that order: the shortest wavelength there is
+LANDSAT_BANDS = ("b5", "b4", "b3")  # SWIR1, NIR, red → the networks' R, G, B (red: min-blue's)
 SUMMER = (130, 280)  # day of year: no snow
 OVERCAST_SHARE = 0.98
 LANDSAT_STACKS = 8
@@ -64,8 +66,7 @@ class Case:
 
     name: str
     inputs: list[Path]
-    bands: tuple[int, ...]  # fed to the networks (and scored)
-    bluest: int  # band of the minimum-blue composite
+    bands: tuple[int, ...]  # fed to the networks (and scored); the last is min-blue's blue
     bad: np.ndarray  # (K, H, W) cloud or shadow
     clear: np.ndarray  # (K, H, W)
     answer: np.ndarray  # (C, H, W) reflectance of the scored bands
@@ -125,7 +126,7 @@ def s2_cases(root: Path, work: Path) -> list[Case]:
         a = _write_like(cloudy_path, work / f"{patch}_cloudy.tif")
         b = _write_like(clear_path, work / f"{patch}_clear.tif")
         none = np.zeros_like(bad)
-        cases.append(Case(f"s2-{patch}", [a, b], S2_BANDS, S2_BLUE, np.stack([bad, none]),
+        cases.append(Case(f"s2-{patch}", [a, b], S2_BANDS, np.stack([bad, none]),
                           np.stack([~bad, ~none]), answer,
                           notes=f"{100 * bad.mean():.0f} % clouded"))
         if overcast_src is None or patch == S2_OVERCAST:
@@ -135,7 +136,7 @@ def s2_cases(root: Path, work: Path) -> list[Case]:
         c = _write_like(Path(overcast_src), work / f"{patch}_overcast.tif", over,
                         profile_from=clear_path)
         ones = np.ones_like(bad)
-        cases.append(Case(f"s2-{patch}+overcast", [a, c, b], S2_BANDS, S2_BLUE,
+        cases.append(Case(f"s2-{patch}+overcast", [a, c, b], S2_BANDS,
                           np.stack([bad, ones, none]), np.stack([~bad, ~ones, ~none]), answer,
                           overcast=1, notes=f"{100 * bad.mean():.0f} % clouded + overcast"))
     return cases
@@ -202,7 +203,7 @@ def landsat_cases(root: Path, work: Path, stacks: int = LANDSAT_STACKS) -> list[
         cnt = clear.sum(axis=0)
         answer = np.divide((data * clear[:, None]).sum(axis=0), cnt,
                            out=np.zeros(data.shape[1:]), where=cnt > 0)
-        cases.append(Case(f"landsat-{name[9:16]}", paths, (1, 2, 3), LANDSAT_BLUEST, bad,
+        cases.append(Case(f"landsat-{name[9:16]}", paths, (1, 2, 3), bad,
                           clear, answer, overcast=2,
                           notes=f"{100 * s['share']:.0f} % bad; dates "
                                 + ", ".join(n[9:16] for n in stack)))
@@ -219,11 +220,11 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return s.read(), s.dataset_mask() > 0
 
 
-def min_blue(data: np.ndarray, valid: np.ndarray, bluest: int) -> np.ndarray:
-    """(K, H, W) one-hot weights: per pixel the valid input with the lowest blue."""
-    blue = np.where(valid, data[:, bluest - 1].astype(np.float64), np.inf)
-    pick = blue.argmin(axis=0)
-    return (np.arange(data.shape[0])[:, None, None] == pick[None]) & valid.any(axis=0)
+def min_blue_weights(case: Case, stack: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(K, H, W) the minimum-blue composite's 0/1 weights, as ``fuse --method min-blue`` makes
+    them: the product's choice on all bands of the inputs, blue the case's last network band."""
+    chosen = min_blue(stack, valid, blue_channel(case.bands, stack.shape[1]))
+    return equal_weights(chosen).astype(np.float64)
 
 
 def score(case: Case, fused: np.ndarray, weights: np.ndarray | None) -> dict[str, float]:
@@ -274,8 +275,8 @@ def run_case(case: Case, weights_files: Sequence[str], work: Path, scale: str = 
     out = work / f"{case.name}_median.tif"
     fuse(case.inputs, out, method="median", bands=case.bands, overwrite=True)
     res["median"] = score(case, fused_of(out), None)
-    w = min_blue(stack, valid, case.bluest)
-    res["min-blue"] = score(case, (refl * w[:, None]).sum(axis=0), w.astype(np.float64))
+    w = min_blue_weights(case, stack, valid)
+    res["min-blue"] = score(case, (refl * w[:, None]).sum(axis=0), w)
     err = np.where(valid, np.abs(refl - case.answer[None]).sum(axis=1), np.inf)
     w = (np.arange(len(stack))[:, None, None] == err.argmin(axis=0)[None]) & valid.any(axis=0)
     res["oracle"] = score(case, (refl * w[:, None]).sum(axis=0), w.astype(np.float64))
@@ -439,7 +440,7 @@ def figure(results_work: Path, cases: Sequence[Case], label: str, path: Path,
         q = _read(results_work / f"{c.name}_{label}_q.tif")[0]
         med = _read(results_work / f"{c.name}_median.tif")[0][idx]
         stack, vs = np.stack(data), np.stack(valid)
-        mb = min_blue(stack, vs, c.bluest)
+        mb = min_blue_weights(c, stack, vs)
         mbi = (stack[:, idx].astype(np.float64) * mb[:, None]).sum(axis=0)
         panels = ([(f"input {i + 1}", rgb(d[idx])) for i, d in enumerate(data)]
                   + [None] * (kmax - len(data))

@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from wsfusion_core.composite import composite
+
 from .artifacts import ArtifactMix
 from .metrics import ConfusionMatrix
 from .splits import SCENARIOS, TEST_CLOUDS, TEST_TILES
@@ -29,18 +31,11 @@ EVAL_SCENARIOS: dict[str, tuple[int, float | None, bool]] = {
 
 
 def composites(inputs: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
-    """Classical per-pixel composites over the valid inputs: mean, median, minimum blue.
-    inputs (B, K, 3, H, W), valid (B, K, H, W)."""
-    v = valid[:, :, None]
-    x = np.where(v, inputs, np.nan)
-    with np.errstate(all="ignore"):
-        mean = np.nan_to_num(np.nanmean(x, axis=1))
-        median = np.nan_to_num(np.nanmedian(x, axis=1))
-    blue = np.where(valid, inputs[:, :, 2], np.inf)
-    pick = blue.argmin(axis=1)[:, None, None]
-    minblue = np.take_along_axis(inputs, np.broadcast_to(
-        pick, (inputs.shape[0], 1) + inputs.shape[2:]), axis=1)[:, 0]
-    return {"mean": mean, "median": median, "minblue": minblue}
+    """The product's per-pixel composites over the valid inputs (``wsfusion-raster fuse
+    --method mean|median|min-blue``; blue is the third channel). inputs (B, K, 3, H, W), valid
+    (B, K, H, W) → {name: (B, 3, H, W)}."""
+    return {name: np.stack([composite(x, v, method)[0] for x, v in zip(inputs, valid)])
+            for name, method in (("mean", "mean"), ("median", "median"), ("minblue", "min-blue"))}
 
 
 def evaluate(weights: Sequence[str], data: Path, crops: int, crop: int, draws: int,

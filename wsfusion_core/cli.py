@@ -160,7 +160,8 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               help="Model weights (.safetensors); default: the shipped model.")
 @click.option("--method", type=click.Choice(list(METHODS)), default="learned",
               show_default=True, help="learned: quality-weighted (the paper); mean/median: "
-              "per-pixel composite of the valid inputs, no network.")
+              "per-pixel composite of the valid inputs; min-blue: per pixel the valid input "
+              "with the lowest blue (the last of --bands); no network for these.")
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Tiles per network batch (default 32 on GPU, 2 on CPU).")

@@ -10,12 +10,13 @@ from typing import Literal, Sequence, Tuple, Union
 
 from .errors import InputError
 
-Method = Literal["learned", "mean", "median"]
+Method = Literal["learned", "mean", "median", "min-blue"]
 Device = Literal["auto", "cpu", "cuda"]
 MaskKind = Literal["nodata", "alpha", "mask", "none"]
 
-METHODS: Tuple[Method, ...] = ("learned", "mean", "median")
-COMPOSITES: Tuple[Method, ...] = ("mean", "median")  # the methods that need no model
+# New methods go last: the QGIS algorithm stores the method as its index in this tuple.
+METHODS: Tuple[Method, ...] = ("learned", "mean", "median", "min-blue")
+COMPOSITES: Tuple[Method, ...] = ("mean", "median", "min-blue")  # the methods that need no model
 DEVICES: Tuple[Device, ...] = ("auto", "cpu", "cuda")
 STAC_GROUPS = ("solar_day", "day", "item")  # how STAC items are grouped into dates
 DEFAULT_BANDS: Tuple[int, ...] = (1, 2, 3)

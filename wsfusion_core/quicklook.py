@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from .classes import CLASS_COLOURS, SEGMENTATION_NODATA
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, first_line
+from .input_guard import open_input
 from .publish import describe_oserror, fsync_file, publish_all, temp_path
-from .view import ScaleSpec, file_declaration, radiometry, to_unit
+from .view import ScaleSpec, declared_scale, radiometry, to_unit
+
+Declaration = Optional[Tuple[float, float, str]]  # what a file declares about its radiometry
 
 NODATA_RGB = (40, 40, 40)  # shown where a raster has no valid data
 GAP = 6
@@ -27,21 +30,25 @@ def _decimated_shape(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def _read(path: str | os.PathLike, max_side: int, bands: Sequence[int]
-          ) -> tuple[np.ndarray, np.ndarray]:
-    """Decimated (C, h, w) stored values and (h, w) validity of ``path``."""
-    import rasterio
+def _read(path: str | os.PathLike, max_side: int, bands: Sequence[int] | None
+          ) -> tuple[np.ndarray, np.ndarray, Declaration]:
+    """Decimated (C, h, w) stored values of ``bands`` (None: all), (h, w) validity and what the
+    file declares about the first band's radiometry (:func:`view.declared_scale`), from one
+    open (input_guard's: only the accepted formats)."""
     from rasterio.enums import Resampling
 
-    try:
-        with rasterio.open(path) as src:
-            shape = _decimated_shape(src.width, src.height, max_side)
-            idx = [b if b <= src.count else src.count for b in bands]
+    with open_input(path) as src:
+        shape = _decimated_shape(src.width, src.height, max_side)
+        idx = [min(b, src.count) for b in bands] if bands else list(range(1, src.count + 1))
+        try:
             data = src.read(idx, out_shape=(len(idx), *shape), resampling=Resampling.nearest)
             mask = src.dataset_mask(out_shape=shape, resampling=Resampling.nearest)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"{path}: cannot be read as a raster ({exc})") from None
-    return data, mask > 0
+        except Exception as exc:  # rasterio raises several types for broken blocks
+            raise InputError(f"cannot be read ({first_line(exc)})", path=path) from None
+        b = idx[0]
+        declared = declared_scale(src.dtypes[b - 1], {**src.tags(), **src.tags(b)},
+                                  [src.scales[b - 1]], [src.offsets[b - 1]])
+    return data, mask > 0, declared
 
 
 def _rgb(data: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -57,14 +64,15 @@ def read_rgbs(paths: Sequence[str | os.PathLike], max_side: int = 512,
     ``paths`` by the networks' rule (:func:`wsfusion_core.view.radiometry`): uint8 as stored,
     other types as the networks see them, so a cloudy date looks brighter than a clear one."""
     reads = [_read(p, max_side, bands) for p in paths]
-    rad = radiometry([d for d, _ in reads], [v for _, v in reads],
-                     [d.dtype.name for d, _ in reads], scale,
-                     declared=[file_declaration(p, bands) for p in paths])
+    rad = radiometry([d for d, _, _ in reads], [v for _, v, _ in reads],
+                     [d.dtype.name for d, _, _ in reads], scale,
+                     declared=[decl for _, _, decl in reads])
     lo, hi = rad.lo[0], rad.hi[0]
+    others = [_read(p, max_side, bands)[:2] for p in also]
     if not rad.common:  # per-input rule: each input its own stretch, the rest the first's
-        return ([_rgb(d, v, a, b) for (d, v), a, b in zip(reads, rad.lo, rad.hi)]
-                + [_rgb(*_read(p, max_side, bands), lo, hi) for p in also])
-    return [_rgb(d, v, lo, hi) for d, v in reads + [_read(p, max_side, bands) for p in also]]
+        return ([_rgb(d, v, a, b) for (d, v, _), a, b in zip(reads, rad.lo, rad.hi)]
+                + [_rgb(d, v, lo, hi) for d, v in others])
+    return [_rgb(d, v, lo, hi) for d, v in [r[:2] for r in reads] + others]
 
 
 def read_rgb(path: str | os.PathLike, max_side: int = 512,
@@ -75,7 +83,7 @@ def read_rgb(path: str | os.PathLike, max_side: int = 512,
 
 def read_weights(path: str | os.PathLike, max_side: int = 512) -> list[np.ndarray]:
     """Per input, (H, W, 3) grey view of a quality raster's weights (black 0 … white 1)."""
-    data, valid = _read(path, max_side, range(1, _band_count(path) + 1))
+    data, valid, _ = _read(path, max_side, None)
     out = []
     for w in data:
         g = (np.clip(np.nan_to_num(w.astype(np.float32)), 0, 1) * 255).round().astype(np.uint8)
@@ -85,21 +93,9 @@ def read_weights(path: str | os.PathLike, max_side: int = 512) -> list[np.ndarra
     return out
 
 
-def _band_count(path: str | os.PathLike) -> int:
-    import rasterio
-
-    with rasterio.open(path) as src:
-        return src.count
-
-
 def read_classes(path: str | os.PathLike, max_side: int = 512) -> np.ndarray:
     """(H, W, 3) uint8 colouring of a class map with the project colours."""
-    import rasterio
-    from rasterio.enums import Resampling
-
-    with rasterio.open(path) as src:
-        shape = _decimated_shape(src.width, src.height, max_side)
-        classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+    classes = _read(path, max_side, [1])[0][0]
     lut = np.tile(np.array(NODATA_RGB, np.uint8), (256, 1))
     lut[: len(CLASS_COLOURS)] = CLASS_COLOURS
     lut[SEGMENTATION_NODATA] = NODATA_RGB

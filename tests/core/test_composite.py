@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from wsfusion_core import composite as comp_mod
-from wsfusion_core.composite import composite, composite_chunks, equal_weights, zero_invalid
+from wsfusion_core.composite import composite, composite_chunks, equal_weights
 
 
 def _stack():
@@ -27,7 +27,7 @@ def test_mean_and_median_ignore_invalid_inputs():
 
 def test_unknown_method_is_refused():
     data, valid = _stack()
-    with pytest.raises(ValueError, match="mean' or 'median"):
+    with pytest.raises(ValueError, match="one of mean, median, min-blue, not 'max'"):
         composite(data, valid, "max")
 
 
@@ -38,18 +38,12 @@ def test_equal_weights_are_one_over_the_valid_count():
                                          [1 / 3, 1 / 2, 1 / 2, 0]])
 
 
-def test_zero_invalid_clears_sentinels_and_nan():
-    data = np.array([[[[np.nan, 2.0]]], [[[3.0, 4.0]]]])
-    valid = np.array([[[False, True]], [[True, False]]])
-    np.testing.assert_array_equal(zero_invalid(data, valid)[:, 0, 0], [[0.0, 2.0], [3.0, 0.0]])
-
-
 def test_chunks_equal_the_whole_strip(monkeypatch):
     monkeypatch.setattr(comp_mod, "CHUNK", 7)  # several chunks and a short last one
     rng = np.random.default_rng(0)
     data = rng.integers(0, 255, (3, 2, 5, 30)).astype(np.uint8)
     valid = rng.random((3, 5, 30)) > 0.4
-    whole, _ = composite(zero_invalid(data, valid), valid, "median")
+    whole, _ = composite(data, valid, "median")
     parts = list(composite_chunks(data, valid, "median", quality=True))
     assert [x0 for x0, _, _ in parts] == [0, 7, 14, 21, 28]
     np.testing.assert_array_equal(np.concatenate([c for _, c, _ in parts], axis=-1), whole)

@@ -39,8 +39,8 @@ def test_everything_present_in_this_environment():
     assert dependencies.missing(import_modules=True) == []
 
 
-def test_mean_and_median_need_no_torch():
-    for method in ("mean", "median"):
+def test_composites_need_no_torch():
+    for method in ("mean", "median", "min-blue"):
         assert "torch" not in dependencies.required_modules(method)
         assert "safetensors" not in dependencies.required_modules(method)
     assert "torch" in dependencies.required_modules("learned")

@@ -72,6 +72,29 @@ def test_mean_of_identical_inputs_is_the_input(plugin, tmp_path):
     assert cog_validate(str(out))[0]
 
 
+def test_min_blue_is_offered_from_the_core_list(plugin, tmp_path):
+    """The dialog's methods are wsfusion_core.options.METHODS: min-blue takes every band from
+    the input with the lower blue (band 3) and its quality output is the 0/1 choice."""
+    import rasterio
+
+    from wsfusion_core.options import METHODS
+
+    rng = np.random.default_rng(2)
+    a = rng.integers(1, 255, size=(3, 30, 40), dtype=np.uint8)
+    b = rng.integers(1, 255, size=(3, 30, 40), dtype=np.uint8)
+    paths = [write_raster(tmp_path / f"{i}.tif", x, nodata=0) for i, x in enumerate((a, b))]
+    out, q = tmp_path / "minblue.tif", tmp_path / "chosen.tif"
+    _run({"INPUTS": [str(p) for p in paths], "OUTPUT": str(out), "QUALITY": str(q),
+          "METHOD": METHODS.index("min-blue")})
+    first = (a[2] < b[2]) | ((a[2] == b[2]) & ((a[0] < b[0]) | ((a[0] == b[0]) & (a[1] <= b[1]))))
+    with rasterio.open(out) as src, rasterio.open(q) as qs:
+        np.testing.assert_array_equal(src.read(), np.where(first, a, b))
+        chosen = qs.read()
+    untied = ~(a == b).all(axis=0)  # equal in every band: both get 0.5
+    np.testing.assert_array_equal(chosen[0][untied], first[untied].astype(np.float32))
+    np.testing.assert_array_equal(chosen.sum(axis=0), 1.0)
+
+
 def test_segmentation_and_quality_outputs_and_style(plugin, scene_paths, tiny_weights, tmp_path):
     from processing.gui.Postprocessing import handleAlgorithmResults
 

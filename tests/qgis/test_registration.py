@@ -30,7 +30,7 @@ def test_fuse_parameters(plugin):
         assert not defs[optional].createByDefault()
     for advanced in ("OVERLAP", "BATCH_SIZE", "BANDS", "REFERENCE"):
         assert defs[advanced].flags() & QgsProcessingParameterDefinition.FlagAdvanced
-    assert defs["METHOD"].options()[1:] == ["mean", "median"]
+    assert defs["METHOD"].options()[1:] == ["mean", "median", "min-blue"]  # indices kept
     assert defs["DEVICE"].options() == ["auto", "cpu", "cuda"]
     # Runs in Processing's background task; usable in batch mode and the modeler.
     assert not alg.flags() & QgsProcessingAlgorithm.FlagNoThreading

@@ -143,7 +143,7 @@ def test_missing_packages_are_named_before_run(plugin, scene_paths, tmp_path, mo
     notice = alg.shortHelpString()
     assert notice.startswith("<p style='color:#b00020'><b>Missing Python packages: "
                              "wsfusion_absent_pkg.</b>")
-    assert "mean and median can" in notice and "Install Python dependencies" in notice
+    assert "median and min-blue can" in notice and "Install Python dependencies" in notice
     context = QgsProcessingContext()
     base = {"INPUTS": [str(p) for p in scene_paths], "OUTPUT": str(tmp_path / "o.tif")}
     ok, message = alg.checkParameterValues({**base, "METHOD": 0}, context)
@@ -200,6 +200,6 @@ def test_missing_packages_are_announced_at_start_up(plugin, qgis_iface, monkeypa
     items = bar.items()
     assert len(items) == before + 1
     item = items[-1]
-    assert "wsfusion_absent_pkg" in item.text() and "mean and median work" in item.text()
+    assert "wsfusion_absent_pkg" in item.text() and "median and min-blue work" in item.text()
     assert [b.text() for b in item.findChildren(QPushButton)] == ["Install…"]
     bar.clearWidgets()

@@ -36,15 +36,35 @@ def test_s2_clouded_finds_cloud_and_shadow_not_clear_ground():
     assert not m[22, 22] and not m[38, 38]  # away from the edges of the clouded areas
 
 
-def test_min_blue_picks_the_valid_input_with_the_lowest_blue():
+def test_min_blue_picks_the_valid_input_with_the_lowest_blue_of_the_last_band():
     data = np.zeros((3, 3, 2, 2))
-    data[:, 2] = [[[5, 1], [3, 3]], [[2, 2], [2, 9]], [[1, 7], [9, 1]]]
+    data[:, 1] = [[[5, 1], [3, 3]], [[2, 2], [2, 9]], [[1, 7], [9, 1]]]  # band 2: blue
     valid = np.ones((3, 2, 2), bool)
     valid[2, 0, 0] = False  # the lowest blue there is invalid
-    w = rc.min_blue(data, valid, bluest=3)
+    case = rc.Case("t", [], (3, 1, 2), np.zeros((3, 2, 2), bool), valid,
+                   np.zeros((3, 2, 2)))
+    w = rc.min_blue_weights(case, data, valid)
     assert w.sum(axis=0).tolist() == [[1, 1], [1, 1]]
-    assert w[:, 0, 0].tolist() == [False, True, False]
-    assert w[:, 1, 1].tolist() == [False, False, True]
+    assert w[:, 0, 0].tolist() == [0, 1, 0]
+    assert w[:, 1, 1].tolist() == [0, 0, 1]
+
+
+def test_min_blue_weights_match_the_blue_argmin_on_real_pairs(tmp_path):
+    """On the real Sentinel-2 and Landsat cases the product's min-blue (ties broken by the other
+    bands) chooses what a plain argmin of blue chooses wherever blue is not tied."""
+    root = _need(REAL / "sen12mscr_pairs").parent
+    _need(REAL / "landsat_ts_fmask")
+    cases = rc.all_cases(root, tmp_path)
+    names = {"s2-85_p492+overcast", "landsat-2010179"}  # many blue ties in the Landsat one
+    for case in [c for c in cases if c.name in names]:
+        stack, valid = (np.stack(a) for a in zip(*(rc._read(p) for p in case.inputs)))
+        w = rc.min_blue_weights(case, stack, valid)
+        blue = np.where(valid, stack[:, case.bands[-1] - 1].astype(np.float64), np.inf)
+        untied = ((blue == blue.min(axis=0)).sum(axis=0) == 1) & valid.any(axis=0)
+        argmin = np.arange(len(stack))[:, None, None] == blue.argmin(axis=0)
+        assert untied.mean() > 0.99
+        np.testing.assert_array_equal(w[:, untied], argmin[:, untied])
+        np.testing.assert_allclose(w.sum(axis=0), valid.any(axis=0), rtol=1e-6)
 
 
 def test_s2_cases_are_real_pairs_with_an_overcast_variant(tmp_path):
