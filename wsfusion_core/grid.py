@@ -50,6 +50,9 @@ class RasterInfo:
     mask_kind: MaskKind
     descriptions: tuple[str | None, ...] = ()  # per image band, copied to the fused output
     rgb: bool = False  # the first three image bands are tagged red, green, blue
+    # The remote patterns it was admitted under (remote.py): every later open (each Dask
+    # worker's too) checks it, and its VRT's sources, by the same rule.
+    allow_remote: tuple[str, ...] = ()
 
     @property
     def count(self) -> int:
@@ -89,11 +92,13 @@ class Grid:
                                                       tuple(self.transform)[:6]))
 
 
-def describe(path: str | os.PathLike) -> RasterInfo:
-    """Open ``path`` just long enough to read its header; a clear InputError if that fails."""
+def describe(path: str | os.PathLike, allow_remote: Sequence[str] = ()) -> RasterInfo:
+    """Open ``path`` just long enough to read its header; a clear InputError if that fails.
+    ``allow_remote``: checked remote patterns (remote.patterns); none: local files only."""
     p = Path(path)
     try:
-        with open_input(p) as src:  # regular files, allowed formats, safe VRTs only
+        # regular files (or allowed remote rasters), allowed formats, safe VRTs only
+        with open_input(path, allow_remote) as src:
             alpha = next((i for i, ci in zip(src.indexes, src.colorinterp)
                           if ci == ColorInterp.alpha), None)
             bands = tuple(i for i in src.indexes if i != alpha)
@@ -117,7 +122,8 @@ def describe(path: str | os.PathLike) -> RasterInfo:
                 ColorInterp.red, ColorInterp.green, ColorInterp.blue]
             return RasterInfo(p, src.width, src.height, bands, alpha, src.dtypes[bands[0] - 1],
                               src.nodata, crs, src.transform, kind,
-                              tuple(src.descriptions[b - 1] for b in bands), rgb)
+                              tuple(src.descriptions[b - 1] for b in bands), rgb,
+                              tuple(allow_remote))
     except InputError:
         raise
     except RasterioIOError as exc:
@@ -235,13 +241,13 @@ def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
     return problems, overlaps, [not grid.same_as(info) for info in infos]
 
 
-def align(inputs: Sequence[str | os.PathLike], reference: str | os.PathLike | None = None
-          ) -> Alignment:
+def align(inputs: Sequence[str | os.PathLike], reference: str | os.PathLike | None = None,
+          allow_remote: Sequence[str] = ()) -> Alignment:
     """Read the headers, check the inputs fit together and overlap the reference grid."""
     if not inputs:
         raise InputError("no input rasters given")
-    infos = [describe(p) for p in inputs]
-    ref = describe(reference) if reference is not None else infos[0]
+    infos = [describe(p, allow_remote) for p in inputs]
+    ref = describe(reference, allow_remote) if reference is not None else infos[0]
     problems, overlaps, warped = alignment_problems(infos, ref)
     if problems:
         raise problems[0]
@@ -255,7 +261,7 @@ class AlignedReader:
         self.info = info
         self.grid = grid
         try:
-            self._src = open_input(info.path)
+            self._src = open_input(info.path, info.allow_remote)
         except InputError:
             raise
         except Exception as exc:

@@ -4,7 +4,8 @@ a GIS user brings, no VRT that reads arbitrary files, and only data types the en
 GDAL opens whatever it recognises: a FIFO blocks ``open`` forever, a device node streams
 endlessly, a VRT named ``.tif`` can pull raw bytes from any local file (``VRTRawRasterBand``) or a
 URL into the output. So the file is ``stat``-ed before GDAL sees it, a VRT's XML is checked
-before GDAL parses it, and GDAL is asked to try only the allowed drivers.
+before GDAL parses it, and GDAL is asked to try only the allowed drivers. Remote inputs (and
+remote VRT sources) are read only when the caller allows their host or bucket (remote.py).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import os
 import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .errors import InputError, first_line
+from .remote import REMOTE_OPEN_CONFIG, Remote, check_remote, parse_remote
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
 ALLOWED_DRIVERS = ("GTiff", "VRT", "JP2OpenJPEG", "JP2KAK", "JP2ECW", "JPEG", "PNG", "WEBP",
                    "HFA", "ENVI", "EHdr", "ERS", "GPKG", "NITF", "PCIDSK", "SAGA", "RST",
                    "AAIGrid", "GSBG", "ISIS3", "PDS4")
+# A remote file is read by one driver that reads only itself: a remote VRT (or tile index)
+# could name local files or other hosts, and its XML cannot be checked before GDAL fetches it.
+REMOTE_DRIVERS = tuple(d for d in ALLOWED_DRIVERS if d not in ("VRT", "GTI"))
 FORMATS_TEXT = "GeoTIFF/COG, VRT, JPEG2000, JPEG, PNG, WebP, Erdas IMG, ENVI, GeoPackage, NITF"
 # Config options in force while an input is opened.
 SAFE_CONFIG = {"GDAL_VRT_ENABLE_RAWRASTERBAND": "NO", "GDAL_VRT_ENABLE_PYTHON": "NO"}
@@ -67,9 +72,9 @@ def check_regular(path: str | os.PathLike) -> Path:
     return p
 
 
-def check_vrt(path: Path, depth: int = 0) -> None:
+def check_vrt(path: Path, depth: int = 0, allow_remote: Sequence[str] = ()) -> None:
     """Refuse a VRT (whatever its name) with raw bands, Python pixel functions, or sources that
-    are not regular local files; nested VRTs are checked too."""
+    are neither regular local files nor allowed remote rasters; nested VRTs are checked too."""
     with open(path, "rb") as f:
         head = f.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
         if not head.startswith(b"<VRTDataset"):
@@ -91,30 +96,66 @@ def check_vrt(path: Path, depth: int = 0) -> None:
         if el.tag == "PixelFunctionLanguage" and (el.text or "").strip().lower() == "python":
             raise InputError("VRT with a Python pixel function; refused", path=path)
         if el.tag == "SourceFilename":
-            _check_source(path, el, depth)
+            _check_source(path, el, depth, allow_remote)
 
 
-def _check_source(vrt: Path, el: ET.Element, depth: int) -> None:
+def _check_source(vrt: Path, el: ET.Element, depth: int, allow_remote: Sequence[str]) -> None:
     name = (el.text or "").strip()
-    if not name or name.startswith(("/vsi", "<")) or "://" in name or ":" in name[2:8]:
+    try:
+        remote = parse_remote(name)
+    except InputError as exc:
+        raise InputError(f"VRT source refused: {exc}", path=vrt) from None
+    if remote is not None:
+        check_remote(remote, allow_remote, f"VRT source {remote.given} is remote and", path=vrt)
+        # GDAL opens a VRT's sources with any driver: make sure this one is a plain raster
+        # (no remote VRT naming further files) before the VRT is opened.
+        try:
+            open_remote(remote).close()
+        except InputError as exc:
+            raise InputError(f"VRT source refused: {exc}", path=vrt) from None
+        return
+    if not name or name.startswith("<") or "://" in name or ":" in name[2:8]:
         raise InputError(f"VRT source {name[:80]!r} is not a local file; refused", path=vrt)
     src = vrt.parent / name if el.get("relativeToVRT") == "1" else Path(name)
     try:
         check_regular(src)
     except InputError as exc:
         raise InputError(f"VRT source refused: {exc}", path=vrt) from None
-    check_vrt(src, depth + 1)
+    check_vrt(src, depth + 1, allow_remote)
 
 
-def open_input(path: str | os.PathLike) -> DatasetReader:
-    """``rasterio.open`` for an input: checks first, then only the allowed drivers, with VRT raw
-    bands and Python code disabled. InputError naming the file when refused or unreadable."""
+def open_remote(remote: Remote) -> DatasetReader:
+    """Open an allowed remote raster read-only with the remote drivers and options."""
     import rasterio
     from rasterio.io import DatasetReader
 
+    try:
+        with rasterio.Env(**SAFE_CONFIG, **REMOTE_OPEN_CONFIG):
+            return DatasetReader(remote.gdal, driver=list(REMOTE_DRIVERS))
+    except Exception as exc:  # rasterio raises several types for unreadable headers
+        first = first_line(exc)
+        if "not recognized as" in first or "not a supported file format" in first:
+            raise InputError(f"{remote.given}: not a raster in an accepted format for a remote "
+                             f"input ({FORMATS_TEXT}; remote VRTs and tile indexes are "
+                             "refused)") from None
+        raise InputError(f"{remote.given}: not a readable remote raster ({first})") from None
+
+
+def open_input(path: str | os.PathLike, allow_remote: Sequence[str] = ()) -> DatasetReader:
+    """``rasterio.open`` for an input: checks first, then only the allowed drivers, with VRT raw
+    bands and Python code disabled. Remote names (URLs, /vsicurl/, /vsis3/, ...) are read only
+    when a pattern of ``allow_remote`` (remote.patterns) matches their host or bucket.
+    InputError naming the file when refused or unreadable."""
+    import rasterio
+    from rasterio.io import DatasetReader
+
+    remote = parse_remote(str(path))
+    if remote is not None:
+        check_remote(remote, allow_remote)
+        return open_remote(remote)
     p = check_regular(path)
     try:
-        check_vrt(p)
+        check_vrt(p, allow_remote=allow_remote)
     except OSError as exc:
         raise InputError(f"cannot be read ({(exc.strerror or str(exc)).lower()})",
                          path=p) from None
@@ -141,5 +182,6 @@ def dtype_problem(info: Any) -> InputError | None:
                            "(e.g. gdal_translate -ot Float32)")
 
 
-__all__ = ["ALLOWED_DRIVERS", "SAFE_CONFIG", "SUPPORTED_DTYPES", "dtype_problem", "check_regular",
-           "check_vrt", "file_kind", "open_input"]
+__all__ = ["ALLOWED_DRIVERS", "REMOTE_DRIVERS", "SAFE_CONFIG", "SUPPORTED_DTYPES",
+           "check_regular", "check_vrt", "dtype_problem", "file_kind", "open_input",
+           "open_remote"]
