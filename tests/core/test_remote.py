@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,8 @@ def test_patterns_match_hosts_buckets_and_schemes():
     assert url is not None and url.gdal == "/vsicurl/https://Data.Example.org:8443/x/a.tif"
     assert url.authority == "data.example.org:8443" and url.host == "data.example.org"
     s3 = parse_remote("s3://my-bucket/key/a.tif")
-    assert s3 is not None and s3.gdal == "/vsis3/my-bucket/key/a.tif" and s3.authority == "my-bucket"
+    assert s3 is not None and s3.gdal == "/vsis3/my-bucket/key/a.tif"
+    assert s3.authority == "my-bucket"
     assert parse_remote("/vsigs/b/k.tif").scheme == "gs"  # type: ignore[union-attr]
     assert parse_remote("/tmp/local.tif") is None and parse_remote("rel/a.tif") is None
 
@@ -268,3 +270,97 @@ def test_local_cluster_reads_remote_inputs(tmp_path, served, random_weights):
     assert res.chunks.workers == 2 and res.chunks.chunks == 4
     assert same_bytes(tmp_path / "local.tif", tmp_path / "c.tif")
     assert same_bytes(tmp_path / "local_seg.tif", tmp_path / "c_seg.tif")
+
+
+# ----------------------------------------------------------------------------- GTI
+
+
+def tile_index(folder: Path, tiles: list[Path], name: str = "idx.gti.gpkg") -> Path:
+    """A GeoPackage tile index of ``tiles`` (relative locations) made by gdaltindex."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("gdaltindex")
+    if tool is None:
+        pytest.skip("gdaltindex (GDAL's command line tools) is not installed")
+    out = folder / name
+    subprocess.run([tool, "-f", "GPKG", out.name, *[t.name for t in tiles]], cwd=folder,
+                   check=True, capture_output=True)
+    return out
+
+
+def set_locations(index: Path, locations: list[str]) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(index)
+    with con:
+        # the R-tree triggers call SpatiaLite functions; the geometries do not change
+        for (trigger,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                                      ).fetchall():
+            con.execute(f'DROP TRIGGER "{trigger}"')
+        table = con.execute("SELECT table_name FROM gpkg_contents").fetchone()[0]
+        fids = [r[0] for r in con.execute(f'SELECT fid FROM "{table}" ORDER BY fid')]
+        for fid, loc in zip(fids, locations):
+            con.execute(f'UPDATE "{table}" SET location = ? WHERE fid = ?', (loc, fid))
+    con.close()
+
+
+@pytest.fixture
+def halves(tmp_path):
+    """The left and right halves of one image as tiles, and the whole image."""
+    a = smooth_image(H, W, seed=1)
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    tiles = [write_raster(folder / "left.tif", a[:, :, :W // 2]),
+             write_raster(folder / "right.tif", a[:, :, W // 2:], transform=from_origin(
+                 DEFAULT_TRANSFORM.c + W // 2 * PIXEL, DEFAULT_TRANSFORM.f, PIXEL, PIXEL))]
+    return tiles, write_raster(tmp_path / "whole.tif", a)
+
+
+def test_a_gti_of_local_tiles_fuses_like_the_whole_image(tmp_path, halves):
+    from wsfusion_core.tile_index import gti_available
+
+    if not gti_available():
+        pytest.skip(f"GDAL {rasterio.__gdal_version__} has no GTI driver (3.9 and later)")
+    tiles, whole = halves
+    index = tile_index(tiles[0].parent, tiles)
+    other = write_raster(tmp_path / "other.tif", smooth_image(H, W, seed=7))
+    fuse([index, other], tmp_path / "g.tif", method="mean")
+    fuse([whole, other], tmp_path / "w.tif", method="mean")
+    with rasterio.open(tmp_path / "g.tif") as x, rasterio.open(tmp_path / "w.tif") as y:
+        assert np.array_equal(x.read(), y.read())
+
+
+def test_gti_locations_are_checked_like_vrt_sources(tmp_path, halves, served):
+    srv, _files = served
+    tiles, _whole = halves
+    index = tile_index(tiles[0].parent, tiles)
+    other = tmp_path / "other.tif"
+    write_raster(other, smooth_image(H, W, seed=7))
+    # a location that is not a regular file
+    fifo = tiles[0].parent / "pipe.tif"
+    os.mkfifo(fifo)
+    set_locations(index, ["pipe.tif", "right.tif"])
+    with pytest.raises(InputError, match="tile index location refused: .*named pipe") as err:
+        fuse([index, other], tmp_path / "o.tif", method="mean")
+    assert err.value.path == index
+    # remote locations: only from allowed hosts
+    url = srv.url("a.tif")
+    set_locations(index, [url, url])
+    with pytest.raises(RemoteRefused, match=r"tile index location http://127\.0\.0\.1:\d+/a"):
+        fuse([index, other], tmp_path / "o.tif", method="mean")
+    with pytest.raises(RemoteRefused):
+        fuse([index, other], tmp_path / "o.tif", method="mean", allow_remote="example.org")
+    fuse([index, other], tmp_path / "o.tif", method="mean", allow_remote=LOCALHOST)
+    # an index in a form whose files are not checked
+    xml = tmp_path / "idx.gti"
+    xml.write_text(f"<GDALTileIndexDataset><IndexDataset>{index}</IndexDataset>"
+                   "</GDALTileIndexDataset>")
+    with pytest.raises(InputError, match="only GeoPackage tile indexes"):
+        fuse([xml, other], tmp_path / "x.tif", method="mean")
+    # a VRT whose source is an index: the index's locations are checked too
+    set_locations(index, [str(fifo), "right.tif"])
+    vrt = vrt_of(tmp_path / "v.vrt", str(index))
+    with pytest.raises(InputError, match="tile index location refused"):
+        fuse([vrt, other], tmp_path / "x.tif", method="mean")
+    assert not (tmp_path / "x.tif").exists()
