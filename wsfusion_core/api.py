@@ -161,7 +161,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     grid = al.grid
     source, dtype, nodata = output_format(al.inputs, al.reference)
     say(f"grid: {grid.width} x {grid.height} px, "
-        f"{grid.crs.to_string() if grid.crs else 'no CRS'}, from {al.reference.path}")
+        f"{grid.crs.to_string() if grid.crs else 'no CRS'}, from {al.reference.label}")
     for info, wp, ov in zip(al.inputs, al.warped, al.overlaps):
         say(f"input {info.path.name}: {'warped (bilinear)' if wp else 'direct'}, "
             f"covers {100 * ov:.1f}%, validity from {info.mask_kind}")

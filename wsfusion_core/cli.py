@@ -263,13 +263,15 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
 @click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
               help="Bands fuse would feed to the networks (default 1,2,3).")
 @scale_option
+@allow_remote_option
 @debug_option
 def info(inputs: tuple[str, ...], reference: str | None,
-         bands: tuple[int, ...] | None, scale: str) -> None:
+         bands: tuple[int, ...] | None, scale: str, allow_remote: tuple[str, ...]) -> None:
     """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
     from .report import inspect
 
-    click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale).to_text())
+    click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale,
+                       allow_remote=allow_remote).to_text())
 
 
 # ------------------------------------------------------------------------------------ demo

@@ -23,7 +23,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .blockread import FixedBlocks
-from .errors import InputError, first_line
+from .errors import InputError, first_line, shown
 from .input_guard import GDAL_TYPE_NAMES, dtype_problem, open_input
 from .options import MaskKind
 
@@ -57,6 +57,11 @@ class RasterInfo:
     @property
     def count(self) -> int:
         return len(self.image_bands)
+
+    @property
+    def label(self) -> str:
+        """The path as the user gave it (a URL keeps its ``//``), for messages."""
+        return shown(self.path)
 
     @property
     def res(self) -> tuple[float, float]:
@@ -209,12 +214,12 @@ def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
     problems = [e for e in (dtype_problem(i) for i in infos) if e is not None]
     # One data type for all: uint8 next to uint16 has no meaningful common scale (averaging
     # them saturated 86 % of a test output), so the user converts with the scaling they mean.
-    problems += [InputError(f"has data type {i.dtype} but {first.path} has {first.dtype}; all "
+    problems += [InputError(f"has data type {i.dtype} but {first.label} has {first.dtype}; all "
                             "inputs need one data type", path=i.path,
                             hint="convert them first, e.g. gdal_translate -ot "
                                  f"{GDAL_TYPE_NAMES.get(first.dtype, first.dtype)} -scale")
                  for i in infos[1:] if i.dtype != first.dtype and dtype_problem(i) is None]
-    problems += [InputError(f"has {i.count} image band(s) but {first.path} has {first.count}; "
+    problems += [InputError(f"has {i.count} image band(s) but {first.label} has {first.count}; "
                             "all inputs need the same bands", path=i.path)
                  for i in infos[1:] if i.count != first.count]
     with_crs = [i for i in infos if i.crs is not None]
@@ -225,7 +230,7 @@ def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
                                         "without one"))
     if not with_crs:
         problems += [InputError(f"has no CRS and its size {i.width}x{i.height} differs from "
-                                f"{first.path} ({first.width}x{first.height}); inputs without a "
+                                f"{first.label} ({first.width}x{first.height}); inputs without a "
                                 "CRS must share one size", path=i.path)
                      for i in infos[1:] if (i.width, i.height) != (first.width, first.height)]
     if (ref.crs is None) != (first.crs is None):
@@ -236,7 +241,7 @@ def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
                                    path=ref.path))
     grid = ref.grid()
     overlaps = [overlap_fraction(info, grid) for info in infos]
-    problems += [InputError(f"does not overlap the reference grid ({ref.path})", path=i.path)
+    problems += [InputError(f"does not overlap the reference grid ({ref.label})", path=i.path)
                  for i, frac in zip(infos, overlaps) if frac <= MIN_OVERLAP]
     return problems, overlaps, [not grid.same_as(info) for info in infos]
 

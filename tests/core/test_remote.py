@@ -214,6 +214,11 @@ def test_cli_allow_remote(tmp_path, served):
     assert same_bytes(tmp_path / "local.tif", tmp_path / "remote.tif")
     code, text = run_cli(*urls(srv, files), "-o", tmp_path / "x.tif", "--allow-remote", "a/b")
     assert code == 1 and len(error_lines(text)) == 1 and "remote pattern 'a/b'" in text
+    # info reads remote inputs by the same rule
+    res = CliRunner().invoke(cli.main, ["info", *urls(srv, files)])
+    assert res.exit_code == 1 and "--allow-remote 127.0.0.1" in res.output
+    res = CliRunner().invoke(cli.main, ["info", *urls(srv, files), "--allow-remote", "*"])
+    assert res.exit_code == 0 and srv.url("c.tif") in res.output, res.output
 
 
 def test_stac_with_http_hrefs(tmp_path, served):
