@@ -269,7 +269,8 @@ def test_local_cluster_reads_remote_inputs(tmp_path, served, random_weights):
         torch.set_num_threads(before)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as lc, Client(lc) as client:
-        res = fuse(urls(srv, files), tmp_path / "c.tif", segmentation=tmp_path / "c_seg.tif",
+        res = fuse(["/vsicurl/" + u for u in urls(srv, files)], tmp_path / "c.tif",
+                   segmentation=tmp_path / "c_seg.tif",
                    weights=random_weights, device="cpu", cluster=client, chunk=256,
                    allow_remote=LOCALHOST)
     assert res.chunks.workers == 2 and res.chunks.chunks == 4
