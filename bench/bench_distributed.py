@@ -9,18 +9,24 @@ Three tables:
    1 and 2 worker processes (one thread each), on synthetic RGB uint8 rasters with nodata holes;
    wall time, speed-up against 1 worker, whether the output equals the local one byte for
    byte, and the peak RSS of each worker process.
+3. **assembly** (``--assembly``): the client's final step (parts → VRT → output GeoTIFF) timed
+   alone on the parts of a chunked run, serial against read-ahead (parts.READ_AHEAD: the next
+   block row decoded while this one compresses), beside the whole run and what dominates
+   (decoding the parts, compressing the output). Outputs compared byte for byte.
 
 On a 2-core machine 2 workers can at best reach parity-times-two of one core; with other load
 on the cores expect about parity. Inputs are synthetic (label any number taken from here so).
 
     .venv/bin/python bench/bench_distributed.py                      # 4096², K 2, learned
     .venv/bin/python bench/bench_distributed.py --size 2048 --method mean --chunk 1024
+    .venv/bin/python bench/bench_distributed.py --method mean --assembly --skip-runs
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -68,6 +74,102 @@ def run(inputs: list[str], out: Path, weights: str, method: str, cluster: object
     return time.perf_counter() - t0, seg, res.chunks
 
 
+def _assemble(inputs: list[str], out: Path, weights: str, method: str, chunk: int,
+              backup: Path) -> tuple[float, float]:
+    """A resumed run on a fresh copy of the parts (all reused): (seconds from the resume line
+    to the end, i.e. assembly and publish; seconds of the whole call)."""
+    from wsfusion_core.api import fuse
+    from wsfusion_core.parts import parts_folder
+
+    folder = parts_folder(out)
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(backup, folder)
+    marks: dict[str, float] = {}
+
+    def log(msg: str) -> None:
+        if msg.startswith("resume:"):
+            marks["start"] = time.perf_counter()
+
+    seg = out.with_name(out.stem + "_seg.tif") if method == "learned" else None
+    t0 = time.perf_counter()
+    fuse(inputs, out, method=method, weights=weights, device="cpu", chunk=chunk,
+         segmentation=seg, overwrite=True, resume=True, log=log)
+    end = time.perf_counter()
+    return end - marks["start"], end - t0
+
+
+def assembly_rows(inputs: list[str], tmp: Path, weights: str, method: str, chunk: int,
+                  size: int, repeats: int = 3) -> list[str]:
+    import rasterio
+    from rasterio.windows import Window
+
+    from wsfusion_core import parts
+    from wsfusion_core.api import fuse
+    from wsfusion_core.chunks import plan_chunks
+    from wsfusion_core.errors import Cancelled
+    from wsfusion_core.grid import align
+    from wsfusion_core.writers import OutputSet, gdal_cache, open_fused
+
+    out = tmp / "asm.tif"
+    seg = out.with_name(out.stem + "_seg.tif") if method == "learned" else None
+    t0 = time.perf_counter()
+    fuse(inputs, out, method=method, weights=weights, device="cpu", chunk=chunk,
+         segmentation=seg, overwrite=True)
+    whole = time.perf_counter() - t0
+    frac = [0.0]
+    try:  # the same run stopped after its last chunk: the parts stay for resume
+        fuse(inputs, out, method=method, weights=weights, device="cpu", chunk=chunk,
+             segmentation=seg, overwrite=True, resume=True,
+             progress=lambda f: frac.__setitem__(0, f), cancel=lambda: frac[0] >= 0.99)
+    except Cancelled:
+        pass
+    backup = tmp / "parts_backup"
+    shutil.copytree(parts.parts_folder(out), backup)
+    times: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    files: dict[bool, bytes] = {}
+    for _ in range(repeats):  # alternate, keep the best: the cores are shared
+        for ahead in (False, True):
+            parts.READ_AHEAD = ahead
+            times[ahead].append(_assemble(inputs, out, weights, method, chunk, backup))
+            files[ahead] = out.read_bytes()
+    parts.READ_AHEAD = True
+    # what dominates: decoding the fused parts vs compressing the fused output (from memory)
+    al = align(inputs)
+    lay = parts.Layer("fused", al.count, al.inputs[0].dtype, al.inputs[0].nodata)
+    folder = parts.parts_folder(out)
+    shutil.copytree(backup, folder)
+    vrt = parts.write_vrt(folder / "fused.vrt", al.grid, lay,
+                          plan_chunks(size, size, chunk))
+    with gdal_cache(size, al.count):
+        t0 = time.perf_counter()
+        with rasterio.open(vrt) as src:
+            rows = [src.read(window=Window(0, y, size, min(256, size - y)))
+                    for y in range(0, size, 256)]
+        decode = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with OutputSet(True, False) as outs:
+            w = outs.add(open_fused(tmp / "enc.tif", al.grid, al.count, lay.dtype, lay.nodata,
+                                    False, descriptions=(None,) * al.count, tags={}, rgb=True))
+            for r in rows:
+                w.append(r)
+            outs.commit(lambda: None)
+        encode = time.perf_counter() - t0
+    shutil.rmtree(folder)
+    serial = min(t[0] for t in times[False])
+    ahead = min(t[0] for t in times[True])
+    same = files[False] == files[True]
+    return [f"| whole chunked run, 1 process | {whole:.2f} | 100 % | |",
+            f"| assembly + publish, serial (before) | {serial:.2f} | {100 * serial / whole:.0f} %"
+            " | 1.00x |",
+            f"| assembly + publish, read-ahead (after) | {ahead:.2f} | "
+            f"{100 * ahead / whole:.0f} % | {serial / ahead:.2f}x |",
+            f"| of which: decoding the fused parts | {decode:.2f} | "
+            f"{100 * decode / whole:.0f} % | |",
+            f"| of which: compressing the fused output | {encode:.2f} | "
+            f"{100 * encode / whole:.0f} % | |",
+            f"| outputs before/after byte-identical | {same} | | |"]
+
+
 def read(path: Path) -> np.ndarray:
     import rasterio
 
@@ -83,7 +185,8 @@ def main() -> None:
     ap.add_argument("--method", default="learned", choices=list(METHODS))
     ap.add_argument("--weights", default=None, help="default: shipped, else random init")
     ap.add_argument("--tmp", default=None)
-    ap.add_argument("--skip-runs", action="store_true", help="only the overhead table")
+    ap.add_argument("--skip-runs", action="store_true", help="no worker runs (table 2)")
+    ap.add_argument("--assembly", action="store_true", help="also time the final assembly")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the local reference at one torch thread
 
@@ -104,9 +207,16 @@ def main() -> None:
             for line in overhead_rows(side, info.tile_size, 64, [1024, 2048, 4096, 8192],
                                       [1, 16]):
                 print(line)
+        inputs = [str(write_input(tmp / f"in{i}.tif", args.size, seed=i)) for i in range(args.k)]
+        if args.assembly:
+            print(f"\n## assembly: {args.size}² x K={args.k}, {args.method}, chunk {args.chunk}"
+                  f" (best of 3, synthetic)\n")
+            print("| step | seconds | of the whole run | speed-up |")
+            print("|------|---------|------------------|----------|")
+            for line in assembly_rows(inputs, tmp, weights, args.method, args.chunk, args.size):
+                print(line, flush=True)
         if args.skip_runs:
             return
-        inputs = [str(write_input(tmp / f"in{i}.tif", args.size, seed=i)) for i in range(args.k)]
         print(f"\n## runs: {args.size}² x K={args.k}, {args.method}, chunk {args.chunk}\n")
         print("| run | workers | seconds | vs 1 worker | equal to local | peak RSS MB per "
               "worker |")

@@ -26,6 +26,7 @@ from .errors import InputError, WsfusionError, only_wsfusion_errors
 from .grid import AlignedReader, align
 from .loop import poll, run_plan
 from .options import DEFAULT_BANDS, DEFAULT_OVERLAP, METHODS, band_problem, check_choice
+from .remote import patterns
 from .report import InspectReport, inspect
 from .view import ScaleSpec, parse_scale, view_radiometry
 from .writers import (
@@ -91,6 +92,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          resume: bool = False,
          compile: bool = False,
          bf16: bool = False,
+         allow_remote: Sequence[str] | str | None = None,
          ) -> FusionResult:
     """Fuse co-registered (or alignable) rasters into one GeoTIFF on the reference grid.
 
@@ -109,7 +111,11 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
 
     ``compile`` (``torch.compile`` the networks: pays off on large rasters) and ``bf16``
     (bfloat16 networks: faster where supported, outputs move by up to ~12 grey levels) are
-    opt-in; the defaults give the float32 model's outputs (fp16 autocast on CUDA)."""
+    opt-in; the defaults give the float32 model's outputs (fp16 autocast on CUDA).
+
+    ``allow_remote``: host / bucket patterns (``"data.example.org"``, ``"*.example.org"``,
+    ``"s3://my-bucket"``, ``"*"``) whose remote inputs (URLs, /vsicurl/, /vsis3/, /vsigs/,
+    /vsiaz/) and remote VRT sources are read; default none: local files only (remote.py)."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
@@ -128,7 +134,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         raise WsfusionError("a quality output needs per-input weights",
                             hint="use method learned or mean")
 
-    al = align(inputs, reference)
+    remote = patterns(allow_remote)
+    al = align(inputs, reference, remote)
     out_path = Path(output)
     seg_path = Path(segmentation) if segmentation is not None else None
     q_path = Path(quality) if quality is not None else None
@@ -154,7 +161,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     grid = al.grid
     source, dtype, nodata = output_format(al.inputs, al.reference)
     say(f"grid: {grid.width} x {grid.height} px, "
-        f"{grid.crs.to_string() if grid.crs else 'no CRS'}, from {al.reference.path}")
+        f"{grid.crs.to_string() if grid.crs else 'no CRS'}, from {al.reference.label}")
     for info, wp, ov in zip(al.inputs, al.warped, al.overlaps):
         say(f"input {info.path.name}: {'warped (bilinear)' if wp else 'direct'}, "
             f"covers {100 * ov:.1f}%, validity from {info.mask_kind}")
@@ -173,10 +180,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     per_px = (al.count * np.dtype(dtype).itemsize + (1 if seg_path else 0)
               + (4 * k if q_path else 0))
     with ExitStack() as stack:
-        # Network strips straddle the inputs' block rows: keep one block row of each cached.
-        read_px = sum(i.count * np.dtype(i.dtype).itemsize + 1 for i in al.inputs) \
-            if runner is not None else 0
-        stack.enter_context(gdal_cache(grid.width, per_px, read_px))
+        stack.enter_context(gdal_cache(grid.width, per_px, al.inputs, runner is not None))
         readers = [stack.enter_context(AlignedReader(i, grid)) for i in al.inputs]
         scales = None
         if runner is not None:

@@ -121,10 +121,9 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
     writers = PartWriters(job.folder, job.layers, region, job.grid)
     try:
         with ExitStack() as stack:
-            read_px = sum(i.count * np.dtype(i.dtype).itemsize + 1 for i in job.inputs) \
-                if job.batch is not None else 0  # network strips straddle the block rows
             stack.enter_context(gdal_cache(region.width, sum(
-                lay.count * np.dtype(lay.dtype).itemsize for lay in job.layers), read_px))
+                lay.count * np.dtype(lay.dtype).itemsize for lay in job.layers), job.inputs,
+                job.batch is not None))
             readers = [stack.enter_context(AlignedReader(i, job.grid)) for i in job.inputs]
             buffer = buffer_for(region.plan, region.width, fused.count, len(job.inputs),
                                 fused.dtype, fused.nodata, job.num_classes, job.quality)

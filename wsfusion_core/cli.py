@@ -22,11 +22,12 @@ from .cli_options import (
     _parse_bands,
     _Progress,
     _Stop,
+    allow_remote_option,
     debug_option,
     device_option,
     scale_option,
 )
-from .errors import Cancelled, WeightsError, WsfusionError
+from .errors import Cancelled, WeightsError, WsfusionError, shown
 from .options import METHODS, STAC_GROUPS
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class _Group(click.Group):
 
 def _cli_message(exc: WsfusionError) -> str:
     """The core's message with its hint reworded in this command's flags."""
+    from .remote import RemoteRefused
     from .weights import NO_MODEL_HINT
     from .writers import OVERWRITE_HINT
 
@@ -84,9 +86,11 @@ def _cli_message(exc: WsfusionError) -> str:
     hint = exc.hint
     if hint is None and isinstance(exc, WeightsError):  # any model problem: the same way out
         hint = NO_MODEL_HINT
+    if isinstance(exc, RemoteRefused) and hint is not None:
+        flags[hint] = f"allow its {exc.what} with --allow-remote {exc.pattern}"
     if hint not in flags:
         return str(exc)
-    text = f"{exc.path}: {exc.message}" if exc.path is not None else exc.message
+    text = f"{shown(exc.path)}: {exc.message}" if exc.path is not None else exc.message
     return f"{text}; {flags[hint]}"
 
 
@@ -193,6 +197,7 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               help="Reuse the finished windows of an interrupted chunked run.")
 @click.option("--verify", is_flag=True, help="Decode every block of the outputs before "
               "publishing them (always checked: their structure).")
+@allow_remote_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info lines.")
 @debug_option
 def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
@@ -202,7 +207,7 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
          bands: tuple[int, ...] | None, scale: str, reference: str | None, cog: bool,
          overwrite: bool, verify: bool, workers: int | None, address: str | None,
          scheduler_file: str | None, chunk: int | None, resume: bool,
-         quiet: bool) -> None:
+         allow_remote: tuple[str, ...], quiet: bool) -> None:
     """Fuse INPUT rasters of the same place into one GeoTIFF.
 
     One input is accepted (useful with --segmentation to map a single image); fusion needs
@@ -213,6 +218,8 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
       wsfusion-raster fuse a.tif b.tif c.tif -o fused.tif --segmentation classes.tif
       wsfusion-raster fuse a.tif b.tif -o fused.tif --workers 8
       wsfusion-raster fuse --stac items.json -o fused.tif --cluster tcp://scheduler:8786
+      wsfusion-raster fuse https://data.example.org/a.tif s3://bucket/b.tif -o fused.tif \\
+          --allow-remote data.example.org --allow-remote s3://bucket
     """
     given = [n for n, v in (("INPUT...", inputs), ("--input-list", input_list),
                             ("--stac", stac)) if v]
@@ -227,11 +234,11 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         device=device, batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
         reference=reference, cog=cog, overwrite=overwrite, verify=verify,
         cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume,
-        compile=compile_, bf16=bf16)
+        compile=compile_, bf16=bf16, allow_remote=allow_remote)
     if stac:
         from .sources import stac_inputs
 
-        with stac_inputs(stac, asset, group, output) as paths:
+        with stac_inputs(stac, asset, group, output, allow_remote) as paths:
             result = _run_fuse(paths, output, quiet, **kwargs)
     else:
         if input_list:
@@ -257,13 +264,15 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
 @click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
               help="Bands fuse would feed to the networks (default 1,2,3).")
 @scale_option
+@allow_remote_option
 @debug_option
 def info(inputs: tuple[str, ...], reference: str | None,
-         bands: tuple[int, ...] | None, scale: str) -> None:
+         bands: tuple[int, ...] | None, scale: str, allow_remote: tuple[str, ...]) -> None:
     """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
     from .report import inspect
 
-    click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale).to_text())
+    click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale,
+                       allow_remote=allow_remote).to_text())
 
 
 # ------------------------------------------------------------------------------------ demo

@@ -41,6 +41,22 @@ def _parse_scale(_ctx: click.Context, _param: click.Parameter, value: str | None
         raise click.BadParameter(str(exc)) from None
 
 
+def _parse_remote(_ctx: click.Context, _param: click.Parameter,
+                  value: tuple[str, ...]) -> tuple[str, ...]:
+    from .errors import WsfusionError
+    from .remote import patterns
+
+    try:
+        return patterns(value)
+    except WsfusionError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+allow_remote_option = click.option(
+    "--allow-remote", "allow_remote", multiple=True, callback=_parse_remote, metavar="PATTERN",
+    help="Read remote inputs (http(s)/s3/gs/az URLs, /vsicurl/, /vsis3/, ...) and remote VRT "
+    "sources from this host or bucket: host, *.host, host:port, s3://bucket, or * for any. "
+    "Repeatable. Default: local files only.")
 scale_option = click.option("--scale", callback=_parse_scale, default="auto", show_default=True,
                             metavar="RULE", help="One radiometric scale for all inputs as the "
                             "networks see them: auto, s2, landsat-c2, reflectance, LO,HI, a "

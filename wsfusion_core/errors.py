@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, TypeVar, Union
 
@@ -20,7 +21,7 @@ class WsfusionError(Exception):
         self.path = Path(path) if path is not None else None
         self.hint = hint
         self.message = message
-        text = f"{self.path}: {message}" if self.path is not None else message
+        text = f"{shown(self.path)}: {message}" if self.path is not None else message
         super().__init__(f"{text}; {hint}" if hint else text)
 
 
@@ -41,6 +42,12 @@ class Cancelled(WsfusionError):
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def shown(path: Union[str, os.PathLike]) -> str:
+    """A path as the user wrote it: ``pathlib.Path`` folds the ``//`` of a remote input's URL
+    scheme (``/vsicurl/https:/host``), which is put back here."""
+    return re.sub(r"^((?:/vsicurl/)?(?:https?|s3|gs|az)):/(?!/)", r"\1://", str(path))
 
 
 def first_line(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .blockread import FixedBlocks
-from .errors import InputError, first_line
+from .errors import InputError, first_line, shown
 from .input_guard import GDAL_TYPE_NAMES, dtype_problem, open_input
 from .options import MaskKind
 
@@ -50,10 +50,18 @@ class RasterInfo:
     mask_kind: MaskKind
     descriptions: tuple[str | None, ...] = ()  # per image band, copied to the fused output
     rgb: bool = False  # the first three image bands are tagged red, green, blue
+    # The remote patterns it was admitted under (remote.py): every later open (each Dask
+    # worker's too) checks it, and its VRT's sources, by the same rule.
+    allow_remote: tuple[str, ...] = ()
 
     @property
     def count(self) -> int:
         return len(self.image_bands)
+
+    @property
+    def label(self) -> str:
+        """The path as the user gave it (a URL keeps its ``//``), for messages."""
+        return shown(self.path)
 
     @property
     def res(self) -> tuple[float, float]:
@@ -89,11 +97,13 @@ class Grid:
                                                       tuple(self.transform)[:6]))
 
 
-def describe(path: str | os.PathLike) -> RasterInfo:
-    """Open ``path`` just long enough to read its header; a clear InputError if that fails."""
+def describe(path: str | os.PathLike, allow_remote: Sequence[str] = ()) -> RasterInfo:
+    """Open ``path`` just long enough to read its header; a clear InputError if that fails.
+    ``allow_remote``: checked remote patterns (remote.patterns); none: local files only."""
     p = Path(path)
     try:
-        with open_input(p) as src:  # regular files, allowed formats, safe VRTs only
+        # regular files (or allowed remote rasters), allowed formats, safe VRTs only
+        with open_input(path, allow_remote) as src:
             alpha = next((i for i, ci in zip(src.indexes, src.colorinterp)
                           if ci == ColorInterp.alpha), None)
             bands = tuple(i for i in src.indexes if i != alpha)
@@ -117,7 +127,8 @@ def describe(path: str | os.PathLike) -> RasterInfo:
                 ColorInterp.red, ColorInterp.green, ColorInterp.blue]
             return RasterInfo(p, src.width, src.height, bands, alpha, src.dtypes[bands[0] - 1],
                               src.nodata, crs, src.transform, kind,
-                              tuple(src.descriptions[b - 1] for b in bands), rgb)
+                              tuple(src.descriptions[b - 1] for b in bands), rgb,
+                              tuple(allow_remote))
     except InputError:
         raise
     except RasterioIOError as exc:
@@ -203,12 +214,12 @@ def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
     problems = [e for e in (dtype_problem(i) for i in infos) if e is not None]
     # One data type for all: uint8 next to uint16 has no meaningful common scale (averaging
     # them saturated 86 % of a test output), so the user converts with the scaling they mean.
-    problems += [InputError(f"has data type {i.dtype} but {first.path} has {first.dtype}; all "
+    problems += [InputError(f"has data type {i.dtype} but {first.label} has {first.dtype}; all "
                             "inputs need one data type", path=i.path,
                             hint="convert them first, e.g. gdal_translate -ot "
                                  f"{GDAL_TYPE_NAMES.get(first.dtype, first.dtype)} -scale")
                  for i in infos[1:] if i.dtype != first.dtype and dtype_problem(i) is None]
-    problems += [InputError(f"has {i.count} image band(s) but {first.path} has {first.count}; "
+    problems += [InputError(f"has {i.count} image band(s) but {first.label} has {first.count}; "
                             "all inputs need the same bands", path=i.path)
                  for i in infos[1:] if i.count != first.count]
     with_crs = [i for i in infos if i.crs is not None]
@@ -219,7 +230,7 @@ def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
                                         "without one"))
     if not with_crs:
         problems += [InputError(f"has no CRS and its size {i.width}x{i.height} differs from "
-                                f"{first.path} ({first.width}x{first.height}); inputs without a "
+                                f"{first.label} ({first.width}x{first.height}); inputs without a "
                                 "CRS must share one size", path=i.path)
                      for i in infos[1:] if (i.width, i.height) != (first.width, first.height)]
     if (ref.crs is None) != (first.crs is None):
@@ -230,18 +241,18 @@ def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
                                    path=ref.path))
     grid = ref.grid()
     overlaps = [overlap_fraction(info, grid) for info in infos]
-    problems += [InputError(f"does not overlap the reference grid ({ref.path})", path=i.path)
+    problems += [InputError(f"does not overlap the reference grid ({ref.label})", path=i.path)
                  for i, frac in zip(infos, overlaps) if frac <= MIN_OVERLAP]
     return problems, overlaps, [not grid.same_as(info) for info in infos]
 
 
-def align(inputs: Sequence[str | os.PathLike], reference: str | os.PathLike | None = None
-          ) -> Alignment:
+def align(inputs: Sequence[str | os.PathLike], reference: str | os.PathLike | None = None,
+          allow_remote: Sequence[str] = ()) -> Alignment:
     """Read the headers, check the inputs fit together and overlap the reference grid."""
     if not inputs:
         raise InputError("no input rasters given")
-    infos = [describe(p) for p in inputs]
-    ref = describe(reference) if reference is not None else infos[0]
+    infos = [describe(p, allow_remote) for p in inputs]
+    ref = describe(reference, allow_remote) if reference is not None else infos[0]
     problems, overlaps, warped = alignment_problems(infos, ref)
     if problems:
         raise problems[0]
@@ -255,7 +266,7 @@ class AlignedReader:
         self.info = info
         self.grid = grid
         try:
-            self._src = open_input(info.path)
+            self._src = open_input(info.path, info.allow_remote)
         except InputError:
             raise
         except Exception as exc:

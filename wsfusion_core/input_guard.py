@@ -4,7 +4,8 @@ a GIS user brings, no VRT that reads arbitrary files, and only data types the en
 GDAL opens whatever it recognises: a FIFO blocks ``open`` forever, a device node streams
 endlessly, a VRT named ``.tif`` can pull raw bytes from any local file (``VRTRawRasterBand``) or a
 URL into the output. So the file is ``stat``-ed before GDAL sees it, a VRT's XML is checked
-before GDAL parses it, and GDAL is asked to try only the allowed drivers.
+before GDAL parses it, and GDAL is asked to try only the allowed drivers. Remote inputs (and
+remote VRT sources) are read only when the caller allows their host or bucket (remote.py).
 """
 
 from __future__ import annotations
@@ -13,20 +14,27 @@ import os
 import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .errors import InputError, first_line
+from .remote import REMOTE_OPEN_CONFIG, Remote, check_remote, parse_remote
+from .tile_index import GTI_MIN_GDAL, SQLITE_MAGIC, gti_available, index_locations
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
 
-# GDAL short names; a name this GDAL build lacks is ignored. COG files open as GTiff.
-ALLOWED_DRIVERS = ("GTiff", "VRT", "JP2OpenJPEG", "JP2KAK", "JP2ECW", "JPEG", "PNG", "WEBP",
+# GDAL short names; a name this GDAL build lacks is ignored. COG files open as GTiff. GTI: a
+# GeoPackage tile index (GDAL >= 3.9), its locations checked like a VRT's sources.
+ALLOWED_DRIVERS = ("GTiff", "VRT", "GTI", "JP2OpenJPEG", "JP2KAK", "JP2ECW", "JPEG", "PNG", "WEBP",
                    "HFA", "ENVI", "EHdr", "ERS", "GPKG", "NITF", "PCIDSK", "SAGA", "RST",
                    "AAIGrid", "GSBG", "ISIS3", "PDS4")
-FORMATS_TEXT = "GeoTIFF/COG, VRT, JPEG2000, JPEG, PNG, WebP, Erdas IMG, ENVI, GeoPackage, NITF"
+# A remote file is read by one driver that reads only itself: a remote VRT (or tile index)
+# could name local files or other hosts, and its XML cannot be checked before GDAL fetches it.
+REMOTE_DRIVERS = tuple(d for d in ALLOWED_DRIVERS if d not in ("VRT", "GTI"))
+FORMATS_TEXT = ("GeoTIFF/COG, VRT, GeoPackage tile index (GTI), JPEG2000, JPEG, PNG, WebP, "
+                "Erdas IMG, ENVI, GeoPackage, NITF")
 # Config options in force while an input is opened.
 SAFE_CONFIG = {"GDAL_VRT_ENABLE_RAWRASTERBAND": "NO", "GDAL_VRT_ENABLE_PYTHON": "NO"}
 # What the engine blends in (float64 for 32-bit integers); 64-bit integers would lose precision.
@@ -37,6 +45,7 @@ GDAL_TYPE_NAMES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16":
 MAX_VRT_BYTES = 16 * 2**20
 MAX_VRT_DEPTH = 4
 
+_PROBED: set[str] = set()  # remote rasters this process found to be plain rasters
 _KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
@@ -67,9 +76,37 @@ def check_regular(path: str | os.PathLike) -> Path:
     return p
 
 
-def check_vrt(path: Path, depth: int = 0) -> None:
+def check_container(path: Path, depth: int = 0, allow_remote: Sequence[str] = ()
+                    ) -> str | None:
+    """A local file that names other files has each name checked before GDAL sees it: a VRT's
+    sources, a GeoPackage tile index's locations (nested ones too). Tile indexes in other
+    forms (XML, FlatGeobuf, Parquet) are refused. Returns "vrt", "gti" or None (neither)."""
+    with open(path, "rb") as f:
+        raw = f.read(256)
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"<VRTDataset"):
+        check_vrt(path, depth, allow_remote)
+        return "vrt"
+    if head.startswith(b"<GDALTileIndexDataset") or raw.startswith((b"fgb\x03", b"PAR1")):
+        raise InputError("tile index (GTI) in XML, FlatGeobuf or Parquet form; only GeoPackage "
+                         "tile indexes (.gti.gpkg) are checked and read", path=path)
+    if raw.startswith(SQLITE_MAGIC):
+        _deeper(path, depth, "tile indexes")
+        for name in index_locations(path):
+            _check_named(path, name, True, depth, allow_remote, "tile index location")
+        return "gti"
+    return None
+
+
+def _deeper(path: Path, depth: int, what: str) -> None:
+    if depth >= MAX_VRT_DEPTH:
+        raise InputError(f"VRTs or {what} nested more than {MAX_VRT_DEPTH} deep; refused",
+                         path=path)
+
+
+def check_vrt(path: Path, depth: int = 0, allow_remote: Sequence[str] = ()) -> None:
     """Refuse a VRT (whatever its name) with raw bands, Python pixel functions, or sources that
-    are not regular local files; nested VRTs are checked too."""
+    are neither regular local files nor allowed remote rasters; nested ones are checked too."""
     with open(path, "rb") as f:
         head = f.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
         if not head.startswith(b"<VRTDataset"):
@@ -78,8 +115,7 @@ def check_vrt(path: Path, depth: int = 0) -> None:
         text = f.read(MAX_VRT_BYTES + 1)
     if len(text) > MAX_VRT_BYTES:
         raise InputError(f"VRT larger than {MAX_VRT_BYTES // 2**20} MB; refused", path=path)
-    if depth >= MAX_VRT_DEPTH:
-        raise InputError(f"VRTs nested more than {MAX_VRT_DEPTH} deep; refused", path=path)
+    _deeper(path, depth, "tile indexes")
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
@@ -91,30 +127,72 @@ def check_vrt(path: Path, depth: int = 0) -> None:
         if el.tag == "PixelFunctionLanguage" and (el.text or "").strip().lower() == "python":
             raise InputError("VRT with a Python pixel function; refused", path=path)
         if el.tag == "SourceFilename":
-            _check_source(path, el, depth)
+            _check_named(path, (el.text or "").strip(), el.get("relativeToVRT") == "1", depth,
+                         allow_remote, "VRT source")
 
 
-def _check_source(vrt: Path, el: ET.Element, depth: int) -> None:
-    name = (el.text or "").strip()
-    if not name or name.startswith(("/vsi", "<")) or "://" in name or ":" in name[2:8]:
-        raise InputError(f"VRT source {name[:80]!r} is not a local file; refused", path=vrt)
-    src = vrt.parent / name if el.get("relativeToVRT") == "1" else Path(name)
+def _check_named(container: Path, name: str, relative: bool, depth: int,
+                 allow_remote: Sequence[str], what: str) -> None:
+    """One file a VRT or tile index names: a regular local file (relative to the container when
+    ``relative`` and not absolute) or an allowed remote plain raster, checked in turn."""
+    try:
+        remote = parse_remote(name)
+    except InputError as exc:
+        raise InputError(f"{what} refused: {exc}", path=container) from None
+    if remote is not None:
+        check_remote(remote, allow_remote, f"{what} {remote.given} is remote and",
+                     path=container)
+        # GDAL opens these with any driver: make sure this one is a plain raster (no remote
+        # VRT or tile index naming further files) before the container is opened.
+        if remote.gdal not in _PROBED:
+            try:
+                open_remote(remote).close()
+            except InputError as exc:
+                raise InputError(f"{what} refused: {exc}", path=container) from None
+            _PROBED.add(remote.gdal)
+        return
+    if not name or name.startswith("<") or "://" in name or ":" in name[2:8]:
+        raise InputError(f"{what} {name[:80]!r} is not a local file; refused", path=container)
+    src = container.parent / name if relative and not os.path.isabs(name) else Path(name)
     try:
         check_regular(src)
     except InputError as exc:
-        raise InputError(f"VRT source refused: {exc}", path=vrt) from None
-    check_vrt(src, depth + 1)
+        raise InputError(f"{what} refused: {exc}", path=container) from None
+    check_container(src, depth + 1, allow_remote)
 
 
-def open_input(path: str | os.PathLike) -> DatasetReader:
-    """``rasterio.open`` for an input: checks first, then only the allowed drivers, with VRT raw
-    bands and Python code disabled. InputError naming the file when refused or unreadable."""
+def open_remote(remote: Remote) -> DatasetReader:
+    """Open an allowed remote raster read-only with the remote drivers and options."""
     import rasterio
     from rasterio.io import DatasetReader
 
+    try:
+        with rasterio.Env(**SAFE_CONFIG, **REMOTE_OPEN_CONFIG):
+            return DatasetReader(remote.gdal, driver=list(REMOTE_DRIVERS))
+    except Exception as exc:  # rasterio raises several types for unreadable headers
+        first = first_line(exc)
+        if "not recognized as" in first or "not a supported file format" in first:
+            raise InputError(f"{remote.given}: not a raster in an accepted format for a remote "
+                             f"input ({FORMATS_TEXT}; remote VRTs and tile indexes are "
+                             "refused)") from None
+        raise InputError(f"{remote.given}: not a readable remote raster ({first})") from None
+
+
+def open_input(path: str | os.PathLike, allow_remote: Sequence[str] = ()) -> DatasetReader:
+    """``rasterio.open`` for an input: checks first, then only the allowed drivers, with VRT raw
+    bands and Python code disabled. Remote names (URLs, /vsicurl/, /vsis3/, ...) are read only
+    when a pattern of ``allow_remote`` (remote.patterns) matches their host or bucket.
+    InputError naming the file when refused or unreadable."""
+    import rasterio
+    from rasterio.io import DatasetReader
+
+    remote = parse_remote(str(path))
+    if remote is not None:
+        check_remote(remote, allow_remote)
+        return open_remote(remote)
     p = check_regular(path)
     try:
-        check_vrt(p)
+        kind = check_container(p, allow_remote=allow_remote)
     except OSError as exc:
         raise InputError(f"cannot be read ({(exc.strerror or str(exc)).lower()})",
                          path=p) from None
@@ -122,13 +200,21 @@ def open_input(path: str | os.PathLike) -> DatasetReader:
         with rasterio.Env(**SAFE_CONFIG):
             # DatasetReader takes a driver list (rasterio.open only one name); an absolute path
             # so that no name is read as a GDAL prefix such as "NETCDF:".
-            return DatasetReader(os.path.abspath(p), driver=list(ALLOWED_DRIVERS))
+            ds = DatasetReader(os.path.abspath(p), driver=list(ALLOWED_DRIVERS))
     except Exception as exc:  # rasterio raises several types for unreadable headers
         first = first_line(exc)
+        if kind == "gti" and not gti_available():
+            raise InputError(f"a GDAL tile index (GTI) needs GDAL >= "
+                             f"{'.'.join(map(str, GTI_MIN_GDAL))}; this rasterio has GDAL "
+                             f"{rasterio.__gdal_version__}", path=p) from None
         if "not recognized as" in first or "not a supported file format" in first:
             raise InputError(f"not a raster in an accepted format ({FORMATS_TEXT})",
                              path=p) from None
         raise InputError(f"not a readable raster ({first})", path=p) from None
+    if ds.driver == "GTI" and kind != "gti":  # a form check_container does not know
+        ds.close()
+        raise InputError("tile index (GTI) not in GeoPackage form; refused", path=p)
+    return ds
 
 
 def dtype_problem(info: Any) -> InputError | None:
@@ -141,5 +227,6 @@ def dtype_problem(info: Any) -> InputError | None:
                            "(e.g. gdal_translate -ot Float32)")
 
 
-__all__ = ["ALLOWED_DRIVERS", "SAFE_CONFIG", "SUPPORTED_DTYPES", "dtype_problem", "check_regular",
-           "check_vrt", "file_kind", "open_input"]
+__all__ = ["ALLOWED_DRIVERS", "REMOTE_DRIVERS", "SAFE_CONFIG", "SUPPORTED_DTYPES",
+           "check_container", "check_regular", "check_vrt", "dtype_problem", "file_kind",
+           "open_input", "open_remote"]

@@ -16,22 +16,29 @@ import math
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 from xml.sax.saxutils import escape
 
+import numpy as np
 import rasterio
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from .blend import FinishedRows
 from .chunks import Chunk, Region
+from .errors import shown
 from .grid import Grid
+from .remote import is_remote_name
 from .writers import BLOCK, base_profile
 
 MANIFEST = "manifest.json"
+# Decode the next block row of the parts while the output compresses this one (copy_into);
+# False: one after the other (the bench compares both).
+READ_AHEAD = True
 SMALL_FILE = 1 << 20  # bytes: fingerprinted by content
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
                "uint32": "UInt32", "int32": "Int32", "uint64": "UInt64", "int64": "Int64",
@@ -68,8 +75,8 @@ def fingerprint(settings: dict[str, Any], files: Sequence[str | os.PathLike]) ->
     content of small files such as VRTs, which a STAC run writes anew each time)."""
     stamp: list[Any] = []
     for f in files:
-        if str(f).startswith("/vsi"):  # remote: its name is all we can afford to check
-            stamp.append(str(f))
+        if is_remote_name(str(f)):  # remote: its name is all we can afford to check
+            stamp.append(shown(f))
             continue
         st = os.stat(f)
         if st.st_size <= SMALL_FILE:
@@ -188,8 +195,24 @@ def write_vrt(path: Path, grid: Grid, layer: Layer, chunks: Sequence[Chunk]) -> 
 
 
 def copy_into(vrt: Path, writer: Any, height: int) -> None:
-    """Stream the mosaic into an output writer, block row by block row (full width)."""
+    """Stream the mosaic into an output writer, block row by block row (full width).
+
+    Compressing the output costs about 2.5x decoding the parts (bench/bench_distributed.py),
+    and both release the GIL: with ``READ_AHEAD`` a thread decodes the next block row while
+    this one is compressed. The rows and their order are the same either way, so is the file.
+    """
     with rasterio.open(vrt) as src:
-        for y in range(0, height, BLOCK):
-            h = min(BLOCK, height - y)
-            writer.append(src.read(window=Window(0, y, src.width, h)))
+        def read(y: int) -> np.ndarray:
+            return src.read(window=Window(0, y, src.width, min(BLOCK, height - y)))
+
+        if not READ_AHEAD:
+            for y in range(0, height, BLOCK):
+                writer.append(read(y))
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="wsfusion-assembly") as pool:
+            ahead = pool.submit(read, 0)
+            for y in range(0, height, BLOCK):
+                rows = ahead.result()
+                if y + BLOCK < height:
+                    ahead = pool.submit(read, y + BLOCK)
+                writer.append(rows)

@@ -13,6 +13,7 @@ from . import gdal_errors
 from .errors import InputError, WsfusionError, only_wsfusion_errors
 from .grid import AlignedReader, RasterInfo, align, alignment_problems, describe
 from .options import DEFAULT_BANDS, band_problem
+from .remote import patterns
 from .view import ScaleSpec, parse_scale, view_radiometry
 from .writers import output_format
 
@@ -34,10 +35,10 @@ class InspectReport:
 
     def to_text(self) -> str:
         r = self.reference
-        lines = [f"reference grid: {r.path}",
+        lines = [f"reference grid: {r.label}",
                  f"  {_grid_text(r)}"]
         for i, (info, ov, wp) in enumerate(zip(self.inputs, self.overlaps, self.warped), 1):
-            lines += [f"input {i}: {info.path}",
+            lines += [f"input {i}: {info.label}",
                       f"  {_grid_text(info)}",
                       f"  bands: {info.count} x {info.dtype}"
                       + (f" + alpha (band {info.alpha})" if info.alpha else "")
@@ -77,14 +78,15 @@ def _mask_text(info: RasterInfo) -> str:
 @only_wsfusion_errors
 @gdal_errors.capture()
 def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
-            bands: Sequence[int] | None = None, scale: str | ScaleSpec | None = None
-            ) -> InspectReport:
+            bands: Sequence[int] | None = None, scale: str | ScaleSpec | None = None,
+            allow_remote: Sequence[str] | str | None = None) -> InspectReport:
     """Describe the inputs and what fuse would do; incompatibilities are listed, not raised
-    (unreadable files still raise InputError)."""
+    (unreadable files still raise InputError). ``allow_remote`` as for ``fuse``."""
     if not inputs:
         raise InputError("no input rasters given")
-    infos = [describe(p) for p in inputs]
-    ref = describe(reference) if reference is not None else infos[0]
+    remote = patterns(allow_remote)
+    infos = [describe(p, remote) for p in inputs]
+    ref = describe(reference, remote) if reference is not None else infos[0]
     chosen = tuple(bands) if bands else DEFAULT_BANDS
     errors, overlaps, warped = alignment_problems(infos, ref)
     problems = [str(e) for e in errors]
@@ -101,7 +103,7 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
     spec = parse_scale(scale)
     rule = None
     if not problems:  # the same rule fuse would apply, from the same decimated read
-        al = align(inputs, reference)
+        al = align(inputs, reference, remote)
         with ExitStack() as stack:
             readers = [stack.enter_context(AlignedReader(i, al.grid)) for i in al.inputs]
             rule = view_radiometry(readers, chosen, spec).rule

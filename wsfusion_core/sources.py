@@ -3,8 +3,8 @@
 STAC items of one date (one pass of the satellite or one flight) are mosaicked into one virtual
 raster (VRT) per date, so each date is one input of the fusion, as the paper treats dates.
 Nothing is downloaded: remote hrefs are named as GDAL virtual file system paths (``/vsicurl/``,
-``/vsis3/``, ``/vsigs/``) and refused in one line, since the input guard reads local files
-only (docs/scale.md says what allowing them would take).
+``/vsis3/``, ``/vsigs/``, ``/vsiaz/``) and read in place where the caller allows their host or
+bucket (remote.py); otherwise refused in one line.
 """
 
 from __future__ import annotations
@@ -19,14 +19,10 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 from xml.sax.saxutils import escape
 
-import rasterio
-
 from .errors import InputError, first_line
-from .input_guard import GDAL_TYPE_NAMES
+from .input_guard import GDAL_TYPE_NAMES, open_input
 from .options import STAC_GROUPS
-
-_VSI = {"http://": "/vsicurl/http://", "https://": "/vsicurl/https://", "s3://": "/vsis3/",
-        "gs://": "/vsigs/", "az://": "/vsiaz/"}
+from .remote import URL_PREFIXES, check_remote, is_remote_name, parse_remote
 
 
 def read_input_list(path: str | os.PathLike) -> list[str]:
@@ -41,19 +37,15 @@ def read_input_list(path: str | os.PathLike) -> list[str]:
     for line in lines:
         s = line.split("#", 1)[0].strip()
         if s:
-            out.append(s if _is_remote(s) or os.path.isabs(s) else str(p.parent / s))
+            out.append(s if is_remote_name(s) or os.path.isabs(s) else str(p.parent / s))
     if not out:
         raise InputError(f"{p}: the input list names no rasters")
     return out
 
 
-def _is_remote(href: str) -> bool:
-    return href.startswith("/vsi") or any(href.startswith(k) for k in _VSI)
-
-
 def gdal_path(href: str, base: Path) -> str:
     """A GDAL-readable path for a STAC href (relative hrefs are relative to the JSON file)."""
-    for scheme, prefix in _VSI.items():
+    for scheme, prefix in URL_PREFIXES.items():
         if href.startswith(scheme):
             return prefix + href[len(scheme):]
     if href.startswith("file://"):
@@ -69,8 +61,10 @@ class StacAsset:
     lon: float
 
 
-def stac_assets(path: str | os.PathLike, asset: str) -> list[StacAsset]:
-    """The ``asset`` of every item of a STAC ItemCollection JSON file."""
+def stac_assets(path: str | os.PathLike, asset: str, allow_remote: Sequence[str] = ()
+                ) -> list[StacAsset]:
+    """The ``asset`` of every item of a STAC ItemCollection JSON file; remote hrefs only where
+    a pattern of ``allow_remote`` (remote.patterns) allows their host or bucket."""
     try:
         import pystac
     except ImportError:
@@ -93,11 +87,10 @@ def stac_assets(path: str | os.PathLike, asset: str) -> list[StacAsset]:
             raise InputError(f"{p}: item {it.id} has no datetime")
         bbox = it.bbox or [0.0, 0.0, 0.0, 0.0]
         href = gdal_path(it.assets[asset].href, p.parent)
-        if href.startswith("/vsi"):
-            # The input guard reads local files only (a VRT must not pull URLs into an output).
-            raise InputError(f"item {it.id}: asset {asset!r} is remote ({it.assets[asset].href});"
-                             " only local files are read", path=p,
-                             hint="download or mount the assets and point the hrefs at them")
+        remote = parse_remote(href)
+        if remote is not None:
+            check_remote(remote, allow_remote, f"item {it.id}: asset {asset!r} is remote "
+                         f"({it.assets[asset].href}) and", path=p)
         out.append(StacAsset(it.id, href, when, (bbox[0] + bbox[2]) / 2))
     return out
 
@@ -123,8 +116,8 @@ def group_key(a: StacAsset, group: str) -> str:
 
 
 @contextmanager
-def stac_inputs(path: str | os.PathLike, asset: str, group: str, output: str | os.PathLike
-                ) -> Iterator[list[str]]:
+def stac_inputs(path: str | os.PathLike, asset: str, group: str, output: str | os.PathLike,
+                allow_remote: Sequence[str] = ()) -> Iterator[list[str]]:
     """The fusion inputs of a STAC ItemCollection: one per group, date order. Mosaics are
     written to a hidden folder beside ``output`` (where every worker of a cluster that writes
     the output can read them) and removed afterwards."""
@@ -132,31 +125,33 @@ def stac_inputs(path: str | os.PathLike, asset: str, group: str, output: str | o
     folder = out.with_name(f".{out.name}.inputs")
     folder.mkdir(exist_ok=True)
     try:
-        yield group_inputs(path, asset, group, folder)
+        yield group_inputs(path, asset, group, folder, allow_remote)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def group_inputs(path: str | os.PathLike, asset: str, group: str, folder: Path) -> list[str]:
-    """One input per group (date order): the asset itself when the group is one local file,
-    else a VRT written into ``folder``."""
+def group_inputs(path: str | os.PathLike, asset: str, group: str, folder: Path,
+                 allow_remote: Sequence[str] = ()) -> list[str]:
+    """One input per group (date order): the asset itself when the group is one file, else a
+    VRT written into ``folder``."""
     groups: dict[str, list[StacAsset]] = {}
-    for a in sorted(stac_assets(path, asset), key=lambda a: (a.when, a.item)):
+    for a in sorted(stac_assets(path, asset, allow_remote), key=lambda a: (a.when, a.item)):
         groups.setdefault(group_key(a, group), []).append(a)
     out = []
     for key, members in groups.items():
-        if len(members) == 1 and not members[0].href.startswith("/vsi"):
+        if len(members) == 1:
             out.append(members[0].href)
         else:
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
-            out.append(str(mosaic_vrt(members, folder / f"{safe}.vrt")))
+            out.append(str(mosaic_vrt(members, folder / f"{safe}.vrt", allow_remote)))
     return out
 
 
-def mosaic_vrt(members: Sequence[StacAsset], target: Path) -> Path:
+def mosaic_vrt(members: Sequence[StacAsset], target: Path, allow_remote: Sequence[str] = ()
+               ) -> Path:
     """A VRT mosaic of same-CRS rasters on the first one's pixel size, plus an alpha band that
     is 0 where no member has data (so gaps between items are not read as valid pixels)."""
-    heads = [_head(m.href) for m in members]
+    heads = [_head(m.href, allow_remote) for m in members]
     first = heads[0]
     for m, h in zip(members, heads):
         if h["crs"] != first["crs"]:
@@ -216,14 +211,16 @@ def mosaic_vrt(members: Sequence[StacAsset], target: Path) -> Path:
     return target
 
 
-def _head(href: str) -> dict[str, Any]:
+def _head(href: str, allow_remote: Sequence[str]) -> dict[str, Any]:
     try:
-        with rasterio.open(href) as src:
+        with open_input(href, allow_remote) as src:  # the guard's checks, as for any input
             return {"crs": src.crs, "transform": src.transform, "bounds": src.bounds,
                     "width": src.width, "height": src.height, "count": src.count,
                     "dtype": src.dtypes[0], "nodata": src.nodata,
                     "colorinterp": [ci.name.capitalize() for ci in src.colorinterp],
                     "descriptions": list(src.descriptions)}
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"{href}: not a readable raster ({first_line(exc)})") from None
 

@@ -23,10 +23,11 @@ from rasterio.windows import Window
 
 from . import gdal_errors
 from .classes import CLASS_COLOURS, CLASS_NAMES, SEGMENTATION_NODATA
-from .errors import OutputError
+from .errors import OutputError, shown
 from .input_guard import file_kind
 from .output_checks import storage_failures, verify_geotiff, write_failure
 from .publish import OVERWRITE_HINT, fsync_file, publish_all, remove_stale, temp_path
+from .remote import REMOTE_CONFIG
 
 if TYPE_CHECKING:
     from .grid import Grid, RasterInfo
@@ -56,16 +57,19 @@ def output_format(inputs: Sequence[RasterInfo], reference: RasterInfo
     return source, source.dtype, nodata
 
 
-def gdal_cache(width: int, bytes_per_pixel: int, read_bytes_per_pixel: int = 0
-               ) -> rasterio.Env:
-    """GDAL settings for one run: the block cache (default: 5 % of RAM, filled as the raster
-    streams through) bounded to what one strip needs, and all cores for (de)compression.
+def gdal_cache(width: int, bytes_per_pixel: int, inputs: Sequence[RasterInfo] = (),
+               tiles: bool = False) -> rasterio.Env:
+    """GDAL settings for one run (or one chunk of it): the block cache (default: 5 % of RAM,
+    filled as the raster streams through) bounded to what one strip of ``width`` px needs, all
+    cores for (de)compression, and the remote-read options when an input may be remote.
 
     Outputs are written in whole blocks, so GDAL never keeps a partial output block; reads need
-    one block row of every input (``read_bytes_per_pixel``) when strips straddle block rows
-    (tiles), else nothing beyond what a read decodes at once."""
-    need = BLOCK * width * (bytes_per_pixel + read_bytes_per_pixel) + 8 * 2**20
-    return rasterio.Env(GDAL_CACHEMAX=int(need), GDAL_NUM_THREADS="ALL_CPUS")
+    one block row of every input when strips straddle block rows (network ``tiles``), else
+    nothing beyond what a read decodes at once."""
+    read = sum(i.count * np.dtype(i.dtype).itemsize + 1 for i in inputs) if tiles else 0
+    need = BLOCK * width * (bytes_per_pixel + read) + 8 * 2**20
+    remote = REMOTE_CONFIG if any(i.allow_remote for i in inputs) else {}
+    return rasterio.Env(GDAL_CACHEMAX=int(need), GDAL_NUM_THREADS="ALL_CPUS", **remote)
 
 
 def base_profile(grid: Grid, count: int, dtype: str, nodata: Nodata,
@@ -337,6 +341,6 @@ def open_quality(target: Path, grid: Grid, inputs: Sequence[Path], cog: bool,
     w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="average")
     for i, p in enumerate(inputs, start=1):
         w.dataset.set_band_description(i, f"weight of {Path(p).name}")
-        w.dataset.update_tags(i, INPUT=str(p))
+        w.dataset.update_tags(i, INPUT=shown(p))  # a URL as given, not Path-folded
     w.dataset.update_tags(**(tags or {}))
     return w
