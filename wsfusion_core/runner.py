@@ -15,6 +15,7 @@ import ctypes
 import inspect
 import os
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence, Union, cast
@@ -48,6 +49,9 @@ class Policy:
     images_per_call: int | None  # None: the whole batch in one call
     amp: torch.dtype | None  # autocast dtype, None for float32
     compile: bool = False
+    # The network view, the weighting and the blending on the device (CUDA): the strip goes
+    # up once as stored (uint8/uint16), only finished rows come back (device_blend.py).
+    device_side: bool = False
 
     def describe(self) -> str:
         per_call = (f"{self.images_per_call} image(s) per network call"
@@ -55,7 +59,8 @@ class Policy:
         amp = {None: "float32", torch.float16: "fp16 autocast",
                torch.bfloat16: "bf16 autocast"}[self.amp]
         return (f"{self.tiles} tile(s) per batch, {per_call}, {amp}"
-                + (", torch.compile" if self.compile else ""))
+                + (", torch.compile" if self.compile else "")
+                + (", view/weights/blend on the device" if self.device_side else ""))
 
 
 def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
@@ -64,7 +69,7 @@ def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
     levels) and ``compile`` (opt-in: pays off only on large rasters) on top."""
     if device.startswith("cuda"):
         return Policy(device, batch_size or TILES_GPU, None,
-                      torch.bfloat16 if bf16 else torch.float16, compile)
+                      torch.bfloat16 if bf16 else torch.float16, compile, device_side=True)
     return Policy(device, batch_size or TILES_CPU, IMAGES_PER_CALL_CPU,
                   torch.bfloat16 if bf16 else None, compile)
 
@@ -161,6 +166,16 @@ class ModelRunner:
         self.device, self.batch_size = policy.device, policy.tiles
         params = inspect.signature(model.quality_logits).parameters
         self._set_aware = "valid" in params  # quality nets that read all K inputs' validity
+        # The current strip on the device (learned_on_device): uploaded once for all its
+        # batches, recognised by a weak reference to the numpy strip it came from.
+        self._strip_of: weakref.ref | None = None
+        self._strip: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._consts: tuple[Any, tuple[int, ...], tuple[torch.Tensor, ...]] | None = None
+
+    @property
+    def blend_device(self) -> str | None:
+        """The device that blends a learned run's tiles (device_blend), None: numpy on the CPU."""
+        return self.device if self.policy.device_side else None
 
     def describe(self) -> str:
         """The model's name and a short provenance, for tags and logs."""
@@ -225,6 +240,66 @@ class ModelRunner:
                 seg = torch.softmax(seg_logits.float(), dim=1).cpu().numpy()
             return (fused.cpu().numpy(), w.cpu().numpy() if want_quality else None, seg)
 
+    def _device_strip(self, plan: WindowPlan, data: np.ndarray, valid: np.ndarray
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The strip padded to the network tile (the per-tile ``pad_to`` of ``_tiles``: padding
+        exists only along an axis with one tile) on the device, as stored."""
+        if self._strip is None or self._strip_of is None or self._strip_of() is not data:
+            th, tw = plan.rows.tile, plan.cols.tile
+            self._strip = (upload(pad_to(data, th, tw), self.device),
+                           upload(pad_to(valid, th, tw), self.device))
+            self._strip_of = weakref.ref(data)
+        return self._strip
+
+    def _view_consts(self, scales: Any, bands: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+        """``to_unit``'s and the normalisation's float32 constants on the device, (1, K, C, 1,
+        1) each: lo, hi - lo (at least 1e-12), mean, std."""
+        if self._consts is None or self._consts[0] is not scales or self._consts[1] != bands:
+            lo = np.stack([np.asarray(sc[:, 0], np.float32) for sc in scales])
+            hi = np.stack([np.asarray(sc[:, 1], np.float32) for sc in scales])
+            span = np.maximum(hi - lo, np.float32(1e-12))
+            n = len(bands)
+            norm = self.info.normalisation
+            mean = np.asarray(norm.get("mean", [0.0] * n), np.float32)[None].repeat(len(lo), 0)
+            std = np.asarray(norm.get("std", [1.0] * n), np.float32)[None].repeat(len(lo), 0)
+            self._consts = (scales, bands, tuple(
+                torch.from_numpy(np.ascontiguousarray(a)).to(self.device)[None, :, :, None, None]
+                for a in (lo, span, mean, std)))
+        return self._consts[2]
+
+    def learned_on_device(self, batch: Sequence[Tile], plan: WindowPlan, data: np.ndarray,
+                          valid: np.ndarray, scales: Any, bands: tuple[int, ...],
+                          want_seg: bool, want_quality: bool
+                          ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``learned`` with every step on the device, tensors returned there (for
+        device_blend): tiles cut from the strip uploaded once as stored, the network view
+        computed in the same float32 steps as ``view.network_view``, the weighting in the same
+        float type as ``learned``."""
+        ds, vs = self._device_strip(plan, data, valid)
+        tw = plan.cols.tile
+        d = torch.stack([ds[..., t.x:t.x + tw] for t in batch])  # (B, K, C, T, T) as stored
+        val = torch.stack([vs[..., t.x:t.x + tw] for t in batch])  # (B, K, T, T)
+        lo, span, mean, std = self._view_consts(scales, bands)
+        idx = [b - 1 for b in bands]
+        with torch.inference_mode():
+            img = d[:, :, idx].to(torch.float32)
+            img = ((img - lo) / span).clamp_(0.0, 1.0)
+            img = ((img - mean) / std).masked_fill_(~val.unsqueeze(2), 0.0)
+            img = img.contiguous()
+            quality_logits: Any = self.model.quality_logits
+            with self._autocast():
+                logits = quality_logits(img, val) if self._set_aware else quality_logits(img)
+            fused_view, w = fuse_by_quality(img, logits.float(), val)
+            work = torch.float64 if data.dtype.itemsize > 2 else torch.float32
+            orig = d.to(work).masked_fill(~val.unsqueeze(2), 0.0)  # NaN/sentinels → 0
+            fused = (orig * w.to(work).unsqueeze(2)).sum(dim=1)
+            seg = None
+            if want_seg:
+                with self._autocast():
+                    seg_logits = self.model.segmentation(fused_view)
+                seg = torch.softmax(seg_logits.float(), dim=1)
+            return fused, (w if want_quality else None), seg
+
     def segment(self, batch: Sequence[Tile], plan: WindowPlan, data: np.ndarray,
                 valid: np.ndarray, scales: Any, bands: tuple[int, ...], method: str
                 ) -> np.ndarray:
@@ -238,6 +313,20 @@ class ModelRunner:
             with self._autocast():
                 logits = self.model.segmentation(x)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+def upload(a: np.ndarray, device: str) -> torch.Tensor:
+    """A numpy array on ``device`` as stored (the smallest transfer), through pinned memory
+    without blocking on CUDA. uint16 goes up as its int16 bits and is widened there (torch's
+    uint16 has few kernels); uint32 is widened on the CPU."""
+    if a.dtype == np.uint16:
+        return upload(a.view(np.int16), device).to(torch.int32) & 0xFFFF
+    if a.dtype == np.uint32:
+        a = a.astype(np.int64)
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if device == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def resolve_device(device: str | None) -> str:
