@@ -16,6 +16,7 @@ import inspect
 import os
 import sys
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence, Union, cast
@@ -27,7 +28,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .composite import composite
 from .errors import WeightsError, WsfusionError
-from .model import fuse_by_quality
+from .model import quality_weights, weighted_sum
 from .options import DEVICES, check_choice
 from .view import network_view
 from .windows import Tile, WindowPlan, pad_to
@@ -171,6 +172,33 @@ class ModelRunner:
         self._strip_of: weakref.ref | None = None
         self._strip: tuple[torch.Tensor, torch.Tensor] | None = None
         self._consts: tuple[Any, tuple[int, ...], tuple[torch.Tensor, ...]] | None = None
+        self._warming: Future | None = None
+
+    def warm_up(self) -> None:
+        """On CUDA: start a background thread that runs the segmentation net once on a batch
+        of the real tile shape, so the context, the kernels and cuDNN's algorithm choice
+        (``cudnn.benchmark``) are ready while the inputs are opened and the first strip is
+        read. The first network call waits for it; a failure there is left to that call."""
+        net = getattr(self.model, "segmentation", None)
+        if not self.device.startswith("cuda") or self._warming is not None or net is None:
+            return
+        t, n = self.info.tile_size, self.policy.tiles
+
+        def run() -> None:
+            x = torch.zeros(n, self.info.in_channels, t, t, device=self.device)
+            with torch.inference_mode(), self._autocast():
+                net(x)
+            torch.cuda.synchronize(self.device)
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsfusion-warm")
+        self._warming = pool.submit(run)
+        pool.shutdown(wait=False)
+
+    def _warm(self) -> None:
+        if self._warming is not None:
+            with contextlib.suppress(Exception):
+                self._warming.result()
+            self._warming = None
 
     @property
     def blend_device(self) -> str | None:
@@ -216,6 +244,7 @@ class ModelRunner:
         """Quality weights per input, applied to the original values of every band; the
         segmentation net reads the fused network view. → fused (B, C, T, T), weights
         (B, K, T, T) and class probabilities (B, N, T, T) where asked for."""
+        self._warm()
         d, v = self._tiles(batch, plan, data, valid)
         view = self._view(d, v, scales, bands)
         work = torch.float64 if d.dtype.itemsize > 2 else torch.float32
@@ -227,7 +256,7 @@ class ModelRunner:
             quality_logits: Any = self.model.quality_logits
             with self._autocast():
                 logits = quality_logits(img, val) if self._set_aware else quality_logits(img)
-            fused_view, w = fuse_by_quality(img, logits.float(), val)
+            w = quality_weights(logits, val)
             # Invalid pixels may hold NaN or sentinels: zero them so a 0 weight stays 0.
             orig = self._to_device(d).to(work)
             orig = torch.where(val.unsqueeze(2), orig, torch.zeros((), dtype=work,
@@ -235,6 +264,7 @@ class ModelRunner:
             fused = (orig * w.to(work).unsqueeze(2)).sum(dim=1)
             seg = None
             if want_seg:
+                fused_view = weighted_sum(img, w)  # fuse_by_quality's, as trained
                 with self._autocast():
                     seg_logits = self.model.segmentation(fused_view)
                 seg = torch.softmax(seg_logits.float(), dim=1).cpu().numpy()
@@ -275,6 +305,7 @@ class ModelRunner:
         device_blend): tiles cut from the strip uploaded once as stored, the network view
         computed in the same float32 steps as ``view.network_view``, the weighting in the same
         float type as ``learned``."""
+        self._warm()
         ds, vs = self._device_strip(plan, data, valid)
         tw = plan.cols.tile
         d = torch.stack([ds[..., t.x:t.x + tw] for t in batch])  # (B, K, C, T, T) as stored
@@ -289,12 +320,13 @@ class ModelRunner:
             quality_logits: Any = self.model.quality_logits
             with self._autocast():
                 logits = quality_logits(img, val) if self._set_aware else quality_logits(img)
-            fused_view, w = fuse_by_quality(img, logits.float(), val)
+            w = quality_weights(logits, val)
             work = torch.float64 if data.dtype.itemsize > 2 else torch.float32
             orig = d.to(work).masked_fill(~val.unsqueeze(2), 0.0)  # NaN/sentinels → 0
             fused = (orig * w.to(work).unsqueeze(2)).sum(dim=1)
             seg = None
             if want_seg:
+                fused_view = weighted_sum(img, w)
                 with self._autocast():
                     seg_logits = self.model.segmentation(fused_view)
                 seg = torch.softmax(seg_logits.float(), dim=1)
@@ -305,6 +337,7 @@ class ModelRunner:
                 ) -> np.ndarray:
         """Segmentation of a mean/median composite: its view is the composite of the inputs'
         network views (for mean, exactly the view of the composite)."""
+        self._warm()
         d, v = self._tiles(batch, plan, data, valid)
         view = self._view(d, v, scales, bands)
         comp = np.stack([composite(vw, vi, method)[0] for vw, vi in zip(view, v)])
@@ -372,9 +405,12 @@ def load_runner(weights: Union[str, os.PathLike] | None, device: str,
             torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                   else os.cpu_count() or 1)
         keep_freed_memory()
+    else:
+        torch.backends.cudnn.benchmark = True  # one tile shape all run long: tune it once
     policy = policy_for(dev, batch_size, bf16=bf16, compile=compile)
     model, info = load_weights(path, device=dev)
     runner = ModelRunner(prepare(model, policy, info.tile_size, log), info, policy)
+    runner.warm_up()
     threads = f", {torch.get_num_threads()} threads" if dev == "cpu" else ""
     log(f"device: {dev}{threads}; {policy.describe()}")
     log(f"model: {runner.describe()} from {Path(path)}")
