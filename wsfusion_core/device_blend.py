@@ -12,7 +12,7 @@ the CPU against ``StripBuffer``). Only imported when a network runs.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -77,8 +77,10 @@ class DeviceStripBuffer:
         if seg is not None and self.seg is not None:
             self.seg[:, ys, xs] += weight * seg
 
-    def take(self, upto: int) -> FinishedRows | None:
-        """``StripBuffer.take``, computed on the device; one transfer per output."""
+    def take(self, upto: int) -> PendingRows | None:
+        """``StripBuffer.take`` computed on the device. The rows come back as ``PendingRows``:
+        their copies to the host are queued, not waited for, so the loop can queue the next
+        strip's networks before it writes these rows (the GPU computes while the host writes)."""
         n = upto - self.y
         if n <= 0:
             return None
@@ -90,29 +92,52 @@ class DeviceStripBuffer:
         if self.dtype.kind in "iu":
             info = np.iinfo(self.dtype)
             values = torch.round(values).clamp_(float(info.min), float(info.max))
-            wire = torch.uint8 if self.dtype == np.uint8 else torch.int32
-            fused = values.to(wire).cpu().numpy().astype(self.dtype, copy=False)
+            values = values.to(torch.uint8 if self.dtype == np.uint8 else torch.int32)
         else:
-            fused = values.cpu().numpy().astype(self.dtype, copy=False)
-        valid_np = valid.cpu().numpy()
-        put_nodata(fused, valid_np, self.nodata)
-        cls = None
+            values = values.to(torch.float32 if self.dtype == np.float32 else torch.float64)
+        parts: dict[str, torch.Tensor] = {"fused": values, "valid": valid}
         if self.seg is not None:
             c = self.seg[:, :n].argmax(dim=0).to(torch.uint8)
-            c[~valid] = SEGMENTATION_NODATA
-            cls = c[None].cpu().numpy()
-        q = None
+            c.masked_fill_(~valid, SEGMENTATION_NODATA)  # a boolean index would sync
+            parts["classes"] = c[None]
         if self.qsum is not None:
-            q = torch.where(valid, self.qsum[:, :n] / denom,
-                            torch.full((), float("nan"), device=self.device)).cpu().numpy()
+            parts["quality"] = torch.where(valid, self.qsum[:, :n] / denom,
+                                           torch.full((), float("nan"), device=self.device))
+        # Queued before the shifts below, so they copy these rows (same stream); copy=True:
+        # on the CPU ``to`` would otherwise return a view the shifts overwrite.
+        host = {k: v.to("cpu", non_blocking=True, copy=True) for k, v in parts.items()}
+        event = None
+        if self.device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record()
         for a in (self.fsum, self.seg, self.qsum):
             if a is not None:
                 _shift(a, n)
         for b in (self.wsum, self.valid):
             _shift(b[None], n)
-        rows = FinishedRows(self.y, fused, cls, q)
+        rows = PendingRows(self.y, host, event, self.dtype, self.nodata)
         self.y = upto
         return rows
+
+
+class PendingRows:
+    """Finished rows whose copies to the host may still be in flight; ``result`` waits for
+    them and returns the ``FinishedRows`` (nodata put in on the host, as ``_to_dtype`` does)."""
+
+    def __init__(self, y: int, host: dict[str, torch.Tensor], event: Any,
+                 dtype: np.dtype, nodata: Union[float, int, None]) -> None:
+        self.y, self.host, self.event = y, host, event
+        self.dtype, self.nodata = dtype, nodata
+
+    def result(self) -> FinishedRows:
+        if self.event is not None:
+            self.event.synchronize()
+        h = self.host
+        fused = h["fused"].numpy().astype(self.dtype, copy=False)
+        put_nodata(fused, h["valid"].numpy(), self.nodata)
+        return FinishedRows(self.y, fused,
+                            h["classes"].numpy() if "classes" in h else None,
+                            h["quality"].numpy() if "quality" in h else None)
 
 
 def _shift(a: torch.Tensor, n: int) -> None:

@@ -283,7 +283,7 @@ class ModelRunner:
 
     def _view_consts(self, scales: Any, bands: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
         """``to_unit``'s and the normalisation's float32 constants on the device, (1, K, C, 1,
-        1) each: lo, hi - lo (at least 1e-12), mean, std."""
+        1) each: lo, hi - lo (at least 1e-12), mean, std; and the bands' (0-based) index."""
         if self._consts is None or self._consts[0] is not scales or self._consts[1] != bands:
             lo = np.stack([np.asarray(sc[:, 0], np.float32) for sc in scales])
             hi = np.stack([np.asarray(sc[:, 1], np.float32) for sc in scales])
@@ -294,7 +294,8 @@ class ModelRunner:
             std = np.asarray(norm.get("std", [1.0] * n), np.float32)[None].repeat(len(lo), 0)
             self._consts = (scales, bands, tuple(
                 torch.from_numpy(np.ascontiguousarray(a)).to(self.device)[None, :, :, None, None]
-                for a in (lo, span, mean, std)))
+                for a in (lo, span, mean, std)) + (
+                torch.tensor([b - 1 for b in bands], device=self.device),))
         return self._consts[2]
 
     def learned_on_device(self, batch: Sequence[Tile], plan: WindowPlan, data: np.ndarray,
@@ -310,10 +311,9 @@ class ModelRunner:
         tw = plan.cols.tile
         d = torch.stack([ds[..., t.x:t.x + tw] for t in batch])  # (B, K, C, T, T) as stored
         val = torch.stack([vs[..., t.x:t.x + tw] for t in batch])  # (B, K, T, T)
-        lo, span, mean, std = self._view_consts(scales, bands)
-        idx = [b - 1 for b in bands]
+        lo, span, mean, std, idx = self._view_consts(scales, bands)
         with torch.inference_mode():
-            img = d[:, :, idx].to(torch.float32)
+            img = d.index_select(2, idx).to(torch.float32)
             img = ((img - lo) / span).clamp_(0.0, 1.0)
             img = ((img - mean) / std).masked_fill_(~val.unsqueeze(2), 0.0)
             img = img.contiguous()

@@ -214,8 +214,8 @@ def _random_blend(buffer, plan, k: int, count: int, dtype: str, device: str) -> 
             else:
                 buffer.add(t.y, t.x, plan.weight(t), f, q, s)
         taken = buffer.take(plan.finished_before(r))
-        if taken is not None:
-            rows.append(taken)
+        if taken is not None:  # the device buffer's rows arrive as PendingRows
+            rows.append(taken.result() if hasattr(taken, "result") else taken)
     return rows
 
 
