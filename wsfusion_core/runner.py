@@ -168,9 +168,9 @@ class ModelRunner:
         params = inspect.signature(model.quality_logits).parameters
         self._set_aware = "valid" in params  # quality nets that read all K inputs' validity
         # The current strip on the device (learned_on_device): uploaded once for all its
-        # batches, recognised by a weak reference to the numpy strip it came from.
-        self._strip_of: weakref.ref | None = None
-        self._strip: tuple[torch.Tensor, torch.Tensor] | None = None
+        # batches, recognised by a weak reference to the numpy strip it came from. Replaced
+        # as one tuple and read into locals, so threads sharing a runner never mix strips.
+        self._strip: tuple[weakref.ref, torch.Tensor, torch.Tensor] | None = None
         self._consts: tuple[Any, tuple[int, ...], tuple[torch.Tensor, ...]] | None = None
         self._warming: Future | None = None
 
@@ -274,17 +274,19 @@ class ModelRunner:
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """The strip padded to the network tile (the per-tile ``pad_to`` of ``_tiles``: padding
         exists only along an axis with one tile) on the device, as stored."""
-        if self._strip is None or self._strip_of is None or self._strip_of() is not data:
+        cached = self._strip
+        if cached is None or cached[0]() is not data:
             th, tw = plan.rows.tile, plan.cols.tile
-            self._strip = (upload(pad_to(data, th, tw), self.device),
-                           upload(pad_to(valid, th, tw), self.device))
-            self._strip_of = weakref.ref(data)
-        return self._strip
+            cached = (weakref.ref(data), upload(pad_to(data, th, tw), self.device),
+                      upload(pad_to(valid, th, tw), self.device))
+            self._strip = cached
+        return cached[1], cached[2]
 
     def _view_consts(self, scales: Any, bands: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
         """``to_unit``'s and the normalisation's float32 constants on the device, (1, K, C, 1,
         1) each: lo, hi - lo (at least 1e-12), mean, std; and the bands' (0-based) index."""
-        if self._consts is None or self._consts[0] is not scales or self._consts[1] != bands:
+        consts = self._consts
+        if consts is None or consts[0] is not scales or consts[1] != bands:
             lo = np.stack([np.asarray(sc[:, 0], np.float32) for sc in scales])
             hi = np.stack([np.asarray(sc[:, 1], np.float32) for sc in scales])
             span = np.maximum(hi - lo, np.float32(1e-12))
@@ -292,11 +294,12 @@ class ModelRunner:
             norm = self.info.normalisation
             mean = np.asarray(norm.get("mean", [0.0] * n), np.float32)[None].repeat(len(lo), 0)
             std = np.asarray(norm.get("std", [1.0] * n), np.float32)[None].repeat(len(lo), 0)
-            self._consts = (scales, bands, tuple(
+            consts = (scales, bands, tuple(
                 torch.from_numpy(np.ascontiguousarray(a)).to(self.device)[None, :, :, None, None]
                 for a in (lo, span, mean, std)) + (
                 torch.tensor([b - 1 for b in bands], device=self.device),))
-        return self._consts[2]
+            self._consts = consts
+        return consts[2]
 
     def learned_on_device(self, batch: Sequence[Tile], plan: WindowPlan, data: np.ndarray,
                           valid: np.ndarray, scales: Any, bands: tuple[int, ...],

@@ -268,4 +268,5 @@ def test_cuda_device_path_matches_the_cpu_numpy_path():
     assert grey.max() <= 1, f"CUDA and CPU differ by up to {grey.max()} grey levels"
     same = (gpu[1] == cpu[1]).mean()
     assert same >= 0.9999, f"only {100 * same:.3f} % of the classes agree"
-    np.testing.assert_allclose(gpu[2], cpu[2], atol=2e-2)
+    assert np.array_equal(np.isnan(gpu[2]), np.isnan(cpu[2]))
+    assert np.nanmean(np.abs(gpu[2] - cpu[2])) < 5e-3  # fp16 networks: weights close on average
