@@ -176,9 +176,11 @@ class ModelRunner:
 
     def warm_up(self) -> None:
         """On CUDA: start a background thread that runs the segmentation net once on a batch
-        of the real tile shape, so the context, the kernels and cuDNN's algorithm choice
-        (``cudnn.benchmark``) are ready while the inputs are opened and the first strip is
-        read. The first network call waits for it; a failure there is left to that call."""
+        of the tile shape, so cuDNN's handles and the lazily loaded kernels are ready while the
+        inputs are opened and the first strip is read. The first network call waits for it; a
+        failure there is left to that call. (``cudnn.benchmark`` stays off: a run sees up to
+        four batch shapes (K inputs, each row's last batch), each tuned per layer; not measured
+        yet against its gain.)"""
         net = getattr(self.model, "segmentation", None)
         if not self.device.startswith("cuda") or self._warming is not None or net is None:
             return
@@ -408,8 +410,6 @@ def load_runner(weights: Union[str, os.PathLike] | None, device: str,
             torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                   else os.cpu_count() or 1)
         keep_freed_memory()
-    else:
-        torch.backends.cudnn.benchmark = True  # one tile shape all run long: tune it once
     policy = policy_for(dev, batch_size, bf16=bf16, compile=compile)
     model, info = load_weights(path, device=dev)
     runner = ModelRunner(prepare(model, policy, info.tile_size, log), info, policy)
