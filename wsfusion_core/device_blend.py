@@ -19,6 +19,7 @@ import torch
 
 from .blend import FinishedRows, put_nodata
 from .classes import SEGMENTATION_NODATA
+from .runner import upload
 from .windows import Tile, WindowPlan
 
 
@@ -34,7 +35,7 @@ class DeviceStripBuffer:
         h = max(plan.rows.tile, max(plan.rows.sizes))
         dt = np.dtype(dtype)
         work = torch.float64 if dt.itemsize > 2 or dt == np.float64 else torch.float32
-        self.device = torch.device(device)
+        self.device, self._name = torch.device(device), device
         self.y = 0
         dev, f32 = self.device, torch.float32
         self.fsum = torch.zeros((count, h, width), dtype=work, device=dev)
@@ -53,15 +54,15 @@ class DeviceStripBuffer:
             key = (id(plan), kind, i)
             if key not in self._axis:
                 w = (plan.rows if kind == "r" else plan.cols).weights[i]
-                self._axis[key] = torch.from_numpy(w).to(self.device)
+                self._axis[key] = upload(w, self._name)
             return self._axis[key]
 
         return axis("r", tile.row)[:, None] * axis("c", tile.col)[None, :]
 
     def mark_valid(self, y0: int, any_valid: np.ndarray, x0: int = 0) -> None:
         h, w = any_valid.shape
-        self.valid[y0 - self.y:y0 - self.y + h, x0:x0 + w] |= torch.from_numpy(
-            np.ascontiguousarray(any_valid)).to(self.device)
+        # upload: a plain copy to the GPU would wait for every queued network first
+        self.valid[y0 - self.y:y0 - self.y + h, x0:x0 + w] |= upload(any_valid, self._name)
 
     def add(self, y: int, x: int, weight: torch.Tensor, fused: torch.Tensor | None,
             quality: torch.Tensor | None, seg: torch.Tensor | None) -> None:

@@ -147,7 +147,9 @@ def test_cuda_matches_cpu(tmp_path):
 def test_cuda_runs_big_batches_in_fp16():
     runner = rn.load_runner(resolve_weights(None), "cuda", None, lambda _m: None, "test")
     assert runner.policy.images_per_call is None and runner.policy.amp == torch.float16
+    assert runner._warming is not None  # the warm-up thread started with the runner
     f, q, s = _run(runner, _strip_tiles(resolve_weights(None)))
+    assert runner._warming is None  # the first call waited for it
     assert np.isfinite(f).all() and np.isfinite(s).all()
     np.testing.assert_allclose(q.sum(axis=1)[q.sum(axis=1) > 0], 1.0, atol=1e-3)
 
