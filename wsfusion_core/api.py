@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 import numpy as np
 
 from . import gdal_errors
-from .blend import FinishedRows, buffer_for
+from .blend import FinishedRows, blend_device, buffer_for
 from .engines import make_engine
 from .engines import plan as plan_engine
 from .errors import InputError, WsfusionError, only_wsfusion_errors
@@ -218,7 +218,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             engine = make_engine(method, runner, scales, net_bands, seg_w is not None,
                                  q_w is not None)
             buffer = buffer_for(plan, grid.width, al.count, k, dtype, nodata, num_classes,
-                                q_w is not None)
+                                q_w is not None, device=blend_device(method, runner))
             done = 0
 
             def tick(units: int) -> None:

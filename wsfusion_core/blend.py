@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Union, cast
 
 import numpy as np
 
 from .classes import SEGMENTATION_NODATA
 from .windows import WindowPlan
+
+if TYPE_CHECKING:
+    from .runner import ModelRunner
 
 CHUNK = 1024  # columns per conversion step (bounds the float temporaries)
 
@@ -174,6 +177,12 @@ def _to_dtype(values: np.ndarray, valid: np.ndarray, dtype: np.dtype,
         out = np.clip(np.rint(values), info.min, info.max).astype(dtype)
     else:
         out = values.astype(dtype)
+    return put_nodata(out, valid, nodata)
+
+
+def put_nodata(out: np.ndarray, valid: np.ndarray, nodata: Union[float, int, None]
+               ) -> np.ndarray:
+    """``out`` (C, h, w) with nodata (NaN where none is declared) where no input was valid."""
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         out[:, ~valid] = nodata
     else:
@@ -181,10 +190,26 @@ def _to_dtype(values: np.ndarray, valid: np.ndarray, dtype: np.dtype,
     return out
 
 
+DEVICE_DTYPES = ("uint8", "int8", "uint16", "int16", "float32", "float64")  # see device_blend
+
+
+def blend_device(method: str, runner: ModelRunner | None) -> str | None:
+    """Where a run blends: the runner's device for learned fusion on CUDA, else None (numpy)."""
+    return runner.blend_device if runner is not None and method == "learned" else None
+
+
 def buffer_for(plan: WindowPlan, width: int, count: int, k: int, dtype: str,
-               nodata: Union[float, int, None], num_classes: int, quality: bool) -> Buffer:
+               nodata: Union[float, int, None], num_classes: int, quality: bool,
+               device: str | None = None) -> Buffer:
     """``DirectStrip`` where no two tiles of ``plan`` overlap (composites: no float
-    accumulators), else the rolling ``StripBuffer``. The local run and every chunk choose here,
-    so both convert the same way."""
-    kind = DirectStrip if DirectStrip.fits(plan) else StripBuffer
-    return kind(plan, width, count, k, dtype, nodata, num_classes, quality)
+    accumulators), else the rolling ``StripBuffer``; with ``device`` (a learned run whose
+    runner blends on its GPU) the same rolling buffer held there (device_blend.py). The local
+    run and every chunk choose here, so both convert the same way."""
+    if DirectStrip.fits(plan):
+        return DirectStrip(plan, width, count, k, dtype, nodata, num_classes, quality)
+    if device is not None and np.dtype(dtype).name in DEVICE_DTYPES:
+        from .device_blend import DeviceStripBuffer  # imports torch: only when a net runs
+
+        return cast(Buffer, DeviceStripBuffer(plan, width, count, k, dtype, nodata,
+                                              num_classes, quality, device))
+    return StripBuffer(plan, width, count, k, dtype, nodata, num_classes, quality)

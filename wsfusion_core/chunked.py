@@ -96,7 +96,7 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
     its parts. The model comes from this worker's plugin unless ``runner`` is given."""
     import resource
 
-    from .blend import buffer_for
+    from .blend import blend_device, buffer_for
     from .distributed import worker_name
     from .engines import make_engine
     from .grid import AlignedReader
@@ -126,7 +126,8 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
                 job.batch is not None))
             readers = [stack.enter_context(AlignedReader(i, job.grid)) for i in job.inputs]
             buffer = buffer_for(region.plan, region.width, fused.count, len(job.inputs),
-                                fused.dtype, fused.nodata, job.num_classes, job.quality)
+                                fused.dtype, fused.nodata, job.num_classes, job.quality,
+                                device=blend_device(job.method, runner))
             run_plan(region.plan, readers, engine, buffer, writers.sink,
                      origin=(region.y, region.x), tick=tick, pieces=job.batch is None)
         writers.publish()

@@ -4,7 +4,7 @@ chunked or cluster run computes exactly what the local run computes."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .blend import Buffer, FinishedRows
 from .engines import Engine
@@ -28,6 +28,7 @@ def run_plan(plan: WindowPlan, readers: Sequence[AlignedReader], engine: Engine,
     read every input — the next strip in a background thread — let the engine blend it into
     ``buffer`` and hand the finished rows to ``sink``. ``origin`` is where the plan starts in
     the raster: (0, 0) for a whole-raster run, a chunk's corner for its sub-plan."""
+    pending: Any = None  # a device buffer's rows, written once the next strip is queued
     with strips(readers, plan, plan.cols.length, pieces=pieces, origin=origin) as ahead:
         for s in ahead:
             poll(cancel)
@@ -37,7 +38,14 @@ def run_plan(plan: WindowPlan, readers: Sequence[AlignedReader], engine: Engine,
                     tick(units)
                 poll(cancel)
             if s.last:
-                rows = buffer.take(plan.finished_before(s.row))
-                if rows is not None:
+                rows: Any = buffer.take(plan.finished_before(s.row))
+                if pending is not None:
+                    sink(pending.result())
+                    pending = None
+                if hasattr(rows, "result"):  # device_blend.PendingRows: copies in flight
+                    pending = rows
+                elif rows is not None:
                     sink(rows)
             del s
+    if pending is not None:
+        sink(pending.result())

@@ -100,17 +100,26 @@ def fuse_by_quality(images: torch.Tensor, logits: torch.Tensor,
     Invalid pixels get weight exactly 0; where no input is valid all weights are 0 and the
     fused value is 0 (the caller writes nodata there). Returns (fused (B,C,H,W), weights (B,K,H,W)).
     """
+    weights = quality_weights(logits, valid)
+    return weighted_sum(images, weights), weights
+
+
+def weighted_sum(images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: (B, K, C, H, W) images and (B, K, H, W) weights → (B, C, H, W)."""
+    return (images.float() * weights.unsqueeze(2)).sum(dim=1)
+
+
+def quality_weights(logits: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """The weights of :func:`fuse_by_quality` alone (B, K, H, W): inference without the
+    segmentation needs no fused network view."""
     logits = logits.float()
-    if valid is not None:
-        logits = logits.masked_fill(~valid, float("-inf"))
-        any_valid = valid.any(dim=1, keepdim=True)
-        # A column of all -inf would give NaN; give it zeros and mask the weights afterwards.
-        logits = torch.where(any_valid, logits, torch.zeros_like(logits))
-        weights = torch.softmax(logits, dim=1) * any_valid
-    else:
-        weights = torch.softmax(logits, dim=1)
-    fused = (images.float() * weights.unsqueeze(2)).sum(dim=1)
-    return fused, weights
+    if valid is None:
+        return torch.softmax(logits, dim=1)
+    logits = logits.masked_fill(~valid, float("-inf"))
+    any_valid = valid.any(dim=1, keepdim=True)
+    # A column of all -inf would give NaN; give it zeros and mask the weights afterwards.
+    logits = logits.masked_fill(~any_valid, 0.0)
+    return torch.softmax(logits, dim=1) * any_valid
 
 
 class FusionModel(nn.Module):

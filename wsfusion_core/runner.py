@@ -15,6 +15,8 @@ import ctypes
 import inspect
 import os
 import sys
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence, Union, cast
@@ -26,7 +28,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .composite import composite
 from .errors import WeightsError, WsfusionError
-from .model import fuse_by_quality
+from .model import quality_weights, weighted_sum
 from .options import DEVICES, check_choice
 from .view import network_view
 from .windows import Tile, WindowPlan, pad_to
@@ -48,6 +50,9 @@ class Policy:
     images_per_call: int | None  # None: the whole batch in one call
     amp: torch.dtype | None  # autocast dtype, None for float32
     compile: bool = False
+    # The network view, the weighting and the blending on the device (CUDA): the strip goes
+    # up once as stored (uint8/uint16), only finished rows come back (device_blend.py).
+    device_side: bool = False
 
     def describe(self) -> str:
         per_call = (f"{self.images_per_call} image(s) per network call"
@@ -55,7 +60,8 @@ class Policy:
         amp = {None: "float32", torch.float16: "fp16 autocast",
                torch.bfloat16: "bf16 autocast"}[self.amp]
         return (f"{self.tiles} tile(s) per batch, {per_call}, {amp}"
-                + (", torch.compile" if self.compile else ""))
+                + (", torch.compile" if self.compile else "")
+                + (", view/weights/blend on the device" if self.device_side else ""))
 
 
 def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
@@ -64,7 +70,7 @@ def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
     levels) and ``compile`` (opt-in: pays off only on large rasters) on top."""
     if device.startswith("cuda"):
         return Policy(device, batch_size or TILES_GPU, None,
-                      torch.bfloat16 if bf16 else torch.float16, compile)
+                      torch.bfloat16 if bf16 else torch.float16, compile, device_side=True)
     return Policy(device, batch_size or TILES_CPU, IMAGES_PER_CALL_CPU,
                   torch.bfloat16 if bf16 else None, compile)
 
@@ -161,6 +167,45 @@ class ModelRunner:
         self.device, self.batch_size = policy.device, policy.tiles
         params = inspect.signature(model.quality_logits).parameters
         self._set_aware = "valid" in params  # quality nets that read all K inputs' validity
+        # The current strip on the device (learned_on_device): uploaded once for all its
+        # batches, recognised by a weak reference to the numpy strip it came from. Replaced
+        # as one tuple and read into locals, so threads sharing a runner never mix strips.
+        self._strip: tuple[weakref.ref, torch.Tensor, torch.Tensor] | None = None
+        self._consts: tuple[Any, tuple[int, ...], tuple[torch.Tensor, ...]] | None = None
+        self._warming: Future | None = None
+
+    def warm_up(self) -> None:
+        """On CUDA: start a background thread that runs the segmentation net once on a batch
+        of the tile shape, so cuDNN's handles and the lazily loaded kernels are ready while the
+        inputs are opened and the first strip is read. The first network call waits for it; a
+        failure there is left to that call. (``cudnn.benchmark`` stays off: a run sees up to
+        four batch shapes (K inputs, each row's last batch), each tuned per layer; not measured
+        yet against its gain.)"""
+        net = getattr(self.model, "segmentation", None)
+        if not self.device.startswith("cuda") or self._warming is not None or net is None:
+            return
+        t, n = self.info.tile_size, self.policy.tiles
+
+        def run() -> None:
+            x = torch.zeros(n, self.info.in_channels, t, t, device=self.device)
+            with torch.inference_mode(), self._autocast():
+                net(x)
+            torch.cuda.synchronize(self.device)
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsfusion-warm")
+        self._warming = pool.submit(run)
+        pool.shutdown(wait=False)
+
+    def _warm(self) -> None:
+        if self._warming is not None:
+            with contextlib.suppress(Exception):
+                self._warming.result()
+            self._warming = None
+
+    @property
+    def blend_device(self) -> str | None:
+        """The device that blends a learned run's tiles (device_blend), None: numpy on the CPU."""
+        return self.device if self.policy.device_side else None
 
     def describe(self) -> str:
         """The model's name and a short provenance, for tags and logs."""
@@ -201,6 +246,7 @@ class ModelRunner:
         """Quality weights per input, applied to the original values of every band; the
         segmentation net reads the fused network view. → fused (B, C, T, T), weights
         (B, K, T, T) and class probabilities (B, N, T, T) where asked for."""
+        self._warm()
         d, v = self._tiles(batch, plan, data, valid)
         view = self._view(d, v, scales, bands)
         work = torch.float64 if d.dtype.itemsize > 2 else torch.float32
@@ -212,7 +258,7 @@ class ModelRunner:
             quality_logits: Any = self.model.quality_logits
             with self._autocast():
                 logits = quality_logits(img, val) if self._set_aware else quality_logits(img)
-            fused_view, w = fuse_by_quality(img, logits.float(), val)
+            w = quality_weights(logits, val)
             # Invalid pixels may hold NaN or sentinels: zero them so a 0 weight stays 0.
             orig = self._to_device(d).to(work)
             orig = torch.where(val.unsqueeze(2), orig, torch.zeros((), dtype=work,
@@ -220,16 +266,83 @@ class ModelRunner:
             fused = (orig * w.to(work).unsqueeze(2)).sum(dim=1)
             seg = None
             if want_seg:
+                fused_view = weighted_sum(img, w)  # fuse_by_quality's, as trained
                 with self._autocast():
                     seg_logits = self.model.segmentation(fused_view)
                 seg = torch.softmax(seg_logits.float(), dim=1).cpu().numpy()
             return (fused.cpu().numpy(), w.cpu().numpy() if want_quality else None, seg)
+
+    def _device_strip(self, plan: WindowPlan, data: np.ndarray, valid: np.ndarray
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The strip padded to the network tile (the per-tile ``pad_to`` of ``_tiles``: padding
+        exists only along an axis with one tile) on the device, as stored."""
+        cached = self._strip
+        if cached is None or cached[0]() is not data:
+            th, tw = plan.rows.tile, plan.cols.tile
+            cached = (weakref.ref(data), upload(pad_to(data, th, tw), self.device),
+                      upload(pad_to(valid, th, tw), self.device))
+            self._strip = cached
+        return cached[1], cached[2]
+
+    def _view_consts(self, scales: Any, bands: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+        """``to_unit``'s and the normalisation's float32 constants on the device, (1, K, C, 1,
+        1) each: lo, hi - lo (at least 1e-12), mean, std; and the bands' (0-based) index."""
+        consts = self._consts
+        if consts is None or consts[0] is not scales or consts[1] != bands:
+            lo = np.stack([np.asarray(sc[:, 0], np.float32) for sc in scales])
+            hi = np.stack([np.asarray(sc[:, 1], np.float32) for sc in scales])
+            span = np.maximum(hi - lo, np.float32(1e-12))
+            n = len(bands)
+            norm = self.info.normalisation
+            mean = np.asarray(norm.get("mean", [0.0] * n), np.float32)[None].repeat(len(lo), 0)
+            std = np.asarray(norm.get("std", [1.0] * n), np.float32)[None].repeat(len(lo), 0)
+            consts = (scales, bands, tuple(
+                torch.from_numpy(np.ascontiguousarray(a)).to(self.device)[None, :, :, None, None]
+                for a in (lo, span, mean, std)) + (
+                torch.tensor([b - 1 for b in bands], device=self.device),))
+            self._consts = consts
+        return consts[2]
+
+    def learned_on_device(self, batch: Sequence[Tile], plan: WindowPlan, data: np.ndarray,
+                          valid: np.ndarray, scales: Any, bands: tuple[int, ...],
+                          want_seg: bool, want_quality: bool
+                          ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``learned`` with every step on the device, tensors returned there (for
+        device_blend): tiles cut from the strip uploaded once as stored, the network view
+        computed in the same float32 steps as ``view.network_view``, the weighting in the same
+        float type as ``learned``."""
+        self._warm()
+        ds, vs = self._device_strip(plan, data, valid)
+        tw = plan.cols.tile
+        d = torch.stack([ds[..., t.x:t.x + tw] for t in batch])  # (B, K, C, T, T) as stored
+        val = torch.stack([vs[..., t.x:t.x + tw] for t in batch])  # (B, K, T, T)
+        lo, span, mean, std, idx = self._view_consts(scales, bands)
+        with torch.inference_mode():
+            img = d.index_select(2, idx).to(torch.float32)
+            img = ((img - lo) / span).clamp_(0.0, 1.0)
+            img = ((img - mean) / std).masked_fill_(~val.unsqueeze(2), 0.0)
+            img = img.contiguous()
+            quality_logits: Any = self.model.quality_logits
+            with self._autocast():
+                logits = quality_logits(img, val) if self._set_aware else quality_logits(img)
+            w = quality_weights(logits, val)
+            work = torch.float64 if data.dtype.itemsize > 2 else torch.float32
+            orig = d.to(work).masked_fill(~val.unsqueeze(2), 0.0)  # NaN/sentinels → 0
+            fused = (orig * w.to(work).unsqueeze(2)).sum(dim=1)
+            seg = None
+            if want_seg:
+                fused_view = weighted_sum(img, w)
+                with self._autocast():
+                    seg_logits = self.model.segmentation(fused_view)
+                seg = torch.softmax(seg_logits.float(), dim=1)
+            return fused, (w if want_quality else None), seg
 
     def segment(self, batch: Sequence[Tile], plan: WindowPlan, data: np.ndarray,
                 valid: np.ndarray, scales: Any, bands: tuple[int, ...], method: str
                 ) -> np.ndarray:
         """Segmentation of a mean/median composite: its view is the composite of the inputs'
         network views (for mean, exactly the view of the composite)."""
+        self._warm()
         d, v = self._tiles(batch, plan, data, valid)
         view = self._view(d, v, scales, bands)
         comp = np.stack([composite(vw, vi, method)[0] for vw, vi in zip(view, v)])
@@ -238,6 +351,20 @@ class ModelRunner:
             with self._autocast():
                 logits = self.model.segmentation(x)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+def upload(a: np.ndarray, device: str) -> torch.Tensor:
+    """A numpy array on ``device`` as stored (the smallest transfer), through pinned memory
+    without blocking on CUDA. uint16 goes up as its int16 bits and is widened there (torch's
+    uint16 has few kernels); uint32 is widened on the CPU."""
+    if a.dtype == np.uint16:
+        return upload(a.view(np.int16), device).to(torch.int32) & 0xFFFF
+    if a.dtype == np.uint32:
+        a = a.astype(np.int64)
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if device == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def resolve_device(device: str | None) -> str:
@@ -286,6 +413,7 @@ def load_runner(weights: Union[str, os.PathLike] | None, device: str,
     policy = policy_for(dev, batch_size, bf16=bf16, compile=compile)
     model, info = load_weights(path, device=dev)
     runner = ModelRunner(prepare(model, policy, info.tile_size, log), info, policy)
+    runner.warm_up()
     threads = f", {torch.get_num_threads()} threads" if dev == "cpu" else ""
     log(f"device: {dev}{threads}; {policy.describe()}")
     log(f"model: {runner.describe()} from {Path(path)}")

@@ -217,10 +217,10 @@ def radiometry(data: Sequence[np.ndarray], valid: Sequence[np.ndarray], dtypes: 
 def file_declaration(path: str | os.PathLike, bands: Sequence[int]
                      ) -> tuple[float, float, str] | None:
     """What ``path`` declares about the radiometry of its first network band (see
-    :func:`declared_scale`)."""
-    import rasterio
+    :func:`declared_scale`). Opened through the input guard, like every input."""
+    from .input_guard import open_input
 
-    with rasterio.open(path) as src:
+    with open_input(path) as src:
         tags = dict(src.tags())
         b = bands[0] if bands else 1
         tags.update(src.tags(b))

@@ -4,6 +4,7 @@ the shipped sample and the shipped weights; the CUDA path agrees with the CPU pa
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,10 @@ from rasterio.windows import Window
 
 from wsfusion_core import runner as rn
 from wsfusion_core.api import fuse
+from wsfusion_core.blend import blend_device, buffer_for
+from wsfusion_core.engines import make_engine
 from wsfusion_core.grid import AlignedReader, align
+from wsfusion_core.loop import run_plan
 from wsfusion_core.view import parse_scale, view_radiometry
 from wsfusion_core.weights import load_weights, resolve_weights
 from wsfusion_core.windows import plan_windows
@@ -143,6 +147,128 @@ def test_cuda_matches_cpu(tmp_path):
 def test_cuda_runs_big_batches_in_fp16():
     runner = rn.load_runner(resolve_weights(None), "cuda", None, lambda _m: None, "test")
     assert runner.policy.images_per_call is None and runner.policy.amp == torch.float16
+    assert runner._warming is not None  # the warm-up thread started with the runner
     f, q, s = _run(runner, _strip_tiles(resolve_weights(None)))
+    assert runner._warming is None  # the first call waited for it
     assert np.isfinite(f).all() and np.isfinite(s).all()
     np.testing.assert_allclose(q.sum(axis=1)[q.sum(axis=1) > 0], 1.0, atol=1e-3)
+
+
+# ---- the device path (issue 9): view, weighting and blending on the runner's device. On a
+# CPU it runs the same float32/float64 steps as the numpy path, so there it must agree exactly;
+# on CUDA (fp16 networks) within the tolerances above.
+
+
+def _device_side(runner: rn.ModelRunner) -> rn.ModelRunner:
+    return rn.ModelRunner(runner.model, runner.info,
+                          dataclasses.replace(runner.policy, device_side=True))
+
+
+def _engine_run(runner: rn.ModelRunner) -> tuple[np.ndarray, ...]:
+    """The sample through the engine loop (read → engine → buffer → rows), as fuse runs it,
+    blending where ``runner`` says: (fused, classes, quality) as the writers would get them."""
+    al = align(INPUTS)
+    g = al.grid
+    plan = plan_windows(g.height, g.width, runner.info.tile_size, 64)
+    readers = [AlignedReader(i, g) for i in al.inputs]
+    try:
+        scales = view_radiometry(readers, BANDS, parse_scale(None)).scales()
+        engine = make_engine("learned", runner, scales, BANDS, True, True)
+        buffer = buffer_for(plan, g.width, al.count, len(INPUTS), "uint8", 0, 3, True,
+                            device=blend_device("learned", runner))
+        assert getattr(buffer, "on_device", False) == runner.policy.device_side
+        rows: list = []
+        run_plan(plan, readers, engine, buffer, rows.append)
+    finally:
+        for rd in readers:
+            rd.close()
+    return tuple(np.concatenate([getattr(r, f) for r in rows], axis=1)
+                 for f in ("fused", "classes", "quality"))
+
+
+def test_device_path_on_cpu_equals_the_numpy_path():
+    runner = rn.load_runner(resolve_weights(None), "cpu", None, lambda _m: None, "test")
+    assert runner.blend_device is None  # the CPU keeps the numpy path
+    old = _engine_run(runner)
+    new = _engine_run(_device_side(runner))
+    for a, b in zip(old, new):
+        np.testing.assert_array_equal(a, b)
+
+
+def _random_blend(buffer, plan, k: int, count: int, dtype: str, device: str) -> list:
+    """Random tile results (values, quality, class probabilities) blended into ``buffer`` tile
+    row by tile row, as the learned engine does; the finished rows."""
+    rng = np.random.default_rng(7)
+    top = {"uint8": 255, "uint16": 60000, "int16": 3000}.get(dtype, 1.0)
+    rows = []
+    for r in range(plan.rows.count):
+        y0, y1 = plan.row_span(r)
+        buffer.mark_valid(y0, rng.random((y1 - y0, plan.cols.length)) > 0.05)
+        for t in plan.tiles_in_row(r):
+            f = rng.random((count, t.height, t.width)) * top
+            q = rng.dirichlet(np.ones(k), (t.height, t.width)).transpose(2, 0, 1)
+            s = rng.dirichlet(np.ones(3), (t.height, t.width)).transpose(2, 0, 1)
+            f = f.astype(np.float64 if np.dtype(dtype).itemsize > 2 else np.float32)
+            q, s = q.astype(np.float32), s.astype(np.float32)
+            if getattr(buffer, "on_device", False):
+                buffer.add(t.y, t.x, buffer.tile_weight(plan, t),
+                           *(torch.from_numpy(a).to(device) for a in (f, q, s)))
+            else:
+                buffer.add(t.y, t.x, plan.weight(t), f, q, s)
+        taken = buffer.take(plan.finished_before(r))
+        if taken is not None:  # the device buffer's rows arrive as PendingRows
+            rows.append(taken.result() if hasattr(taken, "result") else taken)
+    return rows
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("dtype,nodata", [("uint8", 0), ("uint16", 65535), ("int16", None),
+                                          ("float32", None), ("float32", -9999.0)])
+def test_device_buffer_matches_the_strip_buffer(device, dtype, nodata):
+    if dtype == "int16" and nodata is None:
+        nodata = -32768
+    plan = plan_windows(700, 650, 300, 64)
+    k, count = 4, 3
+    rows = {}
+    for name, dev in (("numpy", None), ("device", device)):
+        buf = buffer_for(plan, 650, count, k, dtype, nodata, 3, True, device=dev)
+        assert getattr(buf, "on_device", False) == (dev is not None)
+        rows[name] = _random_blend(buf, plan, k, count, dtype, device)
+    assert [r.y for r in rows["numpy"]] == [r.y for r in rows["device"]]
+    for a, b in zip(rows["numpy"], rows["device"]):
+        assert a.fused.dtype == b.fused.dtype == np.dtype(dtype)
+        if device == "cpu":  # the same float operations in the same order
+            np.testing.assert_array_equal(a.fused, b.fused)
+            np.testing.assert_array_equal(a.classes, b.classes)
+        else:
+            grey = np.abs(a.fused.astype(float) - b.fused)
+            assert np.nanmax(grey) <= (1 if np.dtype(dtype).kind in "iu" else 1e-3)
+            assert (a.classes == b.classes).mean() >= 0.9999
+        np.testing.assert_allclose(a.quality, b.quality, rtol=1e-6, atol=1e-6)
+        assert np.array_equal(np.isnan(a.fused), np.isnan(b.fused))
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_upload_keeps_every_stored_value(device):
+    for dtype in ("uint8", "uint16", "int16", "uint32", "float32", "bool"):
+        a = (np.arange(70000) % (2 if dtype == "bool" else 65536)).astype(dtype)
+        if dtype == "int16":
+            a = (np.arange(70000) - 35000).astype(dtype)
+        back = rn.upload(a.reshape(7, 10000), device).cpu().numpy().ravel()
+        np.testing.assert_array_equal(back, a.astype(back.dtype))
+        assert back.dtype.kind == a.dtype.kind or dtype in ("uint16", "uint32")
+
+
+@pytest.mark.cuda
+def test_cuda_device_path_matches_the_cpu_numpy_path():
+    weights = resolve_weights(None)
+    cpu = _engine_run(rn.load_runner(weights, "cpu", None, lambda _m: None, "test"))
+    gpu_runner = rn.load_runner(weights, "cuda", None, lambda _m: None, "test")
+    assert gpu_runner.blend_device is not None and gpu_runner.blend_device.startswith("cuda")
+    gpu = _engine_run(gpu_runner)
+    grey = np.abs(gpu[0].astype(int) - cpu[0])
+    assert grey.max() <= 1, f"CUDA and CPU differ by up to {grey.max()} grey levels"
+    same = (gpu[1] == cpu[1]).mean()
+    assert same >= 0.9999, f"only {100 * same:.3f} % of the classes agree"
+    assert np.array_equal(np.isnan(gpu[2]), np.isnan(cpu[2]))
+    assert np.nanmean(np.abs(gpu[2] - cpu[2])) < 5e-3  # fp16 networks: weights close on average

@@ -1,0 +1,120 @@
+"""The per-pixel work around the networks, measured without them: the learned engine loop
+(read → tiles → network view → weighting → blend → finished rows) with both U-Nets replaced by
+zeros of their output shape (zero-cost networks), for the numpy path
+(the CPU's) and the device path (view, weights and blending in torch: device_blend, what a CUDA
+run uses) run here on the CPU. On a GPU the networks take milliseconds, so this overhead is what
+limits learned fusion there (docs/benchmark.md, GPU). Synthetic inputs (bench_fuse.write_input).
+
+    python bench/bench_overhead.py --size 2048 --k 6 [--device cpu|cuda] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_fuse import write_input  # noqa: E402
+
+
+def zero_cost(runner):  # noqa: ANN001, ANN201 - bench helper
+    """The runner with both networks replaced by a module that returns zeros of the network's
+    output shape (its only cost: allocating them)."""
+    import torch
+    from torch import nn
+
+    class Zeros(nn.Module):
+        def __init__(self, channels: int) -> None:
+            super().__init__()
+            self.channels = channels
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros((x.shape[0], self.channels) + x.shape[2:], device=x.device)
+
+    model = runner.model
+    for name in ("quality", "segmentation"):
+        net = getattr(model, name, None)
+        if net is not None:
+            convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+            setattr(model, name, Zeros(convs[-1].out_channels))
+    return runner
+
+
+def run_once(runner, inputs: list[str], seg: bool, quality: bool) -> float:  # noqa: ANN001
+    from wsfusion_core.blend import blend_device, buffer_for
+    from wsfusion_core.engines import make_engine
+    from wsfusion_core.grid import AlignedReader, align
+    from wsfusion_core.loop import run_plan
+    from wsfusion_core.view import view_radiometry
+    from wsfusion_core.windows import plan_windows
+
+    al = align(inputs)
+    g = al.grid
+    plan = plan_windows(g.height, g.width, runner.info.tile_size, 64)
+    readers = [AlignedReader(i, g) for i in al.inputs]
+    bands = (1, 2, 3)
+    try:
+        scales = view_radiometry(readers, bands).scales()
+        engine = make_engine("learned", runner, scales, bands, seg, quality)
+        buffer = buffer_for(plan, g.width, al.count, len(inputs), "uint8", 0,
+                            runner.info.num_classes if seg else 0, quality,
+                            device=blend_device("learned", runner))
+        rows: list[int] = []
+        t0 = time.perf_counter()
+        run_plan(plan, readers, engine, buffer, lambda r: rows.append(r.fused.shape[1]))
+        if runner.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        assert sum(rows) == g.height
+        return seconds
+    finally:
+        for rd in readers:
+            rd.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--k", type=int, default=6)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds: median and best")
+    ap.add_argument("--tmp", default=None)
+    args = ap.parse_args()
+
+    from wsfusion_core import runner as rn
+    from wsfusion_core.weights import resolve_weights
+
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        inputs = [str(write_input(Path(tmp) / f"in_{i}.tif", args.size, i)) for i in range(args.k)]
+        base = zero_cost(rn.load_runner(resolve_weights(None), args.device, None,
+                                        lambda _m: None, "bench"))
+        cpu_policy = dataclasses.replace(base.policy, device_side=False)
+        paths = {"numpy path": rn.ModelRunner(base.model, base.info, cpu_policy),
+                 "device path": rn.ModelRunner(base.model, base.info, dataclasses.replace(
+                     base.policy, device_side=True))}
+        times: dict[tuple[str, str], list[float]] = {}
+        configs = {"learned": (False, False), "learned+seg+quality": (True, True)}
+        for _ in range(args.repeat):
+            for cname, (seg, q) in configs.items():
+                for pname, runner in paths.items():
+                    times.setdefault((cname, pname), []).append(
+                        run_once(runner, inputs, seg, q))
+    mpx = args.size ** 2 / 1e6
+    print(f"# zero-cost networks (zeros of the output shape), synthetic RGB uint8 {args.size}², "
+          f"K={args.k}, device {args.device}, {args.repeat} round(s); no output written")
+    print("| config | path | median s | best s | Mpx/s (best) |")
+    print("|---|---|---|---|---|")
+    for (cname, pname), ts in times.items():
+        print(f"| {cname} | {pname} | {statistics.median(ts):.2f} | {min(ts):.2f} | "
+              f"{mpx / min(ts):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
