@@ -70,7 +70,7 @@ class CompositeEngine:
                       buffer: Buffer, x0: int = 0) -> Iterator[int]:
         y0 = plan.rows.starts[r]
         w = plan.rows.weights[r][:, None]
-        for x, comp, q in composite_chunks(data, valid, self.method, self.quality):
+        for x, comp, q in composite_chunks(data, valid, self.method, self.quality, self.bands):
             buffer.add(y0, x0 + x, w, comp, q, None)
         if self.runner is None:
             yield 1

@@ -148,3 +148,18 @@ def test_cli_min_blue_without_a_blue_band_is_one_error_line(tmp_path, make_raste
     assert res.exit_code == 1
     assert "last network band (3)" in res.output and "1 band(s)" in res.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_cli_min_blue_reads_blue_from_the_last_of_bands(tmp_path, make_raster):
+    """Sentinel-2 order --bands 4,3,2: band 2 decides, not band 3 (the default bands' blue)."""
+    rng = np.random.default_rng(4)
+    arrays = [rng.integers(1, 3000, (4, 30, 40)).astype(np.uint16) for _ in range(2)]
+    paths = [make_raster(tmp_path / f"s{i}.tif", a, nodata=0) for i, a in enumerate(arrays)]
+    out = tmp_path / "mb.tif"
+    res = CliRunner().invoke(cli.main, ["fuse", *map(str, paths), "-o", str(out), "--method",
+                                        "min-blue", "--bands", "4,3,2", "-q"])
+    assert res.exit_code == 0, res.output
+    data = np.stack(arrays)
+    want, _ = _reference(data, np.ones((2, 30, 40), bool), 1)
+    np.testing.assert_array_equal(_read(out)[0], want)
+    assert not np.array_equal(want, _reference(data, np.ones((2, 30, 40), bool), 2)[0])
