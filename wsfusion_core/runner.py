@@ -48,17 +48,22 @@ class Policy:
     device: str
     tiles: int  # tiles per runner call (the ``batch_size`` of the API)
     images_per_call: int | None  # None: the whole batch in one call
-    amp: torch.dtype | None  # autocast dtype, None for float32
+    amp: torch.dtype | None  # the quality net's autocast dtype, None for float32
     compile: bool = False
     # The network view, the weighting and the blending on the device (CUDA): the strip goes
     # up once as stored (uint8/uint16), only finished rows come back (device_blend.py).
     device_side: bool = False
+    # The segmentation net's autocast dtype (None: float32, TF32 off). Its output is an argmax,
+    # and fp16 flips near-ties (0.04 % of the classes on the shipped sample on an H200); the
+    # quality net's weights only blend, so fp16 there keeps the fused image within 1 grey level.
+    seg_amp: torch.dtype | None = None
 
     def describe(self) -> str:
         per_call = (f"{self.images_per_call} image(s) per network call"
                     if self.images_per_call else "whole batch per network call")
-        amp = {None: "float32", torch.float16: "fp16 autocast",
-               torch.bfloat16: "bf16 autocast"}[self.amp]
+        names = {None: "float32", torch.float16: "fp16 autocast", torch.bfloat16: "bf16 autocast"}
+        amp = names[self.amp] if self.amp == self.seg_amp else \
+            f"quality net {names[self.amp]}, segmentation {names[self.seg_amp]}"
         return (f"{self.tiles} tile(s) per batch, {per_call}, {amp}"
                 + (", torch.compile" if self.compile else "")
                 + (", view/weights/blend on the device" if self.device_side else ""))
@@ -70,9 +75,11 @@ def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
     levels) and ``compile`` (opt-in: pays off only on large rasters) on top."""
     if device.startswith("cuda"):
         return Policy(device, batch_size or TILES_GPU, None,
-                      torch.bfloat16 if bf16 else torch.float16, compile, device_side=True)
+                      torch.bfloat16 if bf16 else torch.float16, compile, device_side=True,
+                      seg_amp=torch.bfloat16 if bf16 else None)
     return Policy(device, batch_size or TILES_CPU, IMAGES_PER_CALL_CPU,
-                  torch.bfloat16 if bf16 else None, compile)
+                  torch.bfloat16 if bf16 else None, compile,
+                  seg_amp=torch.bfloat16 if bf16 else None)
 
 
 class _Chunked(nn.Module):
@@ -121,13 +128,14 @@ def prepare(model: FusionModel, policy: Policy, tile: int,
         if net is None:
             continue
         if policy.compile:
-            net = _compiled(net, policy, tile, log)
+            net = _compiled(net, policy, tile, log,
+                            policy.amp if name == "quality" else policy.seg_amp)
         setattr(model, name, _Chunked(net, policy.images_per_call))
     return model
 
 
-def _compiled(net: nn.Module, policy: Policy, tile: int, log: Callable[[str], None]
-              ) -> nn.Module:
+def _compiled(net: nn.Module, policy: Policy, tile: int, log: Callable[[str], None],
+              amp_dtype: torch.dtype | None = None) -> nn.Module:
     """``torch.compile`` of one network, compiled now on a tile of the real shape (a minute or
     more on a CPU), or the eager network with a log line where compiling fails."""
     cin = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
@@ -136,14 +144,25 @@ def _compiled(net: nn.Module, policy: Policy, tile: int, log: Callable[[str], No
         memory_format=torch.channels_last)
     try:
         compiled = cast(nn.Module, torch.compile(net, dynamic=False))
-        amp = (torch.autocast(policy.device.split(":")[0], dtype=policy.amp)
-               if policy.amp is not None else contextlib.nullcontext())
-        with torch.inference_mode(), amp:
+        with torch.inference_mode(), precision(policy.device, amp_dtype):
             compiled(x)
         return compiled
     except Exception as exc:  # e.g. no C++ compiler: the eager network gives the same outputs
         log(f"torch.compile failed ({str(exc).strip().splitlines()[0][:200]}); running eagerly")
         return net
+
+
+def precision(device: str, amp: torch.dtype | None) -> ContextManager[Any]:
+    """Autocast to ``amp``, or plain float32 (None): on CUDA with TF32 off for convolutions, so
+    float32 there means what it means on a CPU."""
+    kind = device.split(":")[0]
+    if amp is not None:
+        return torch.autocast(kind, dtype=amp)
+    if kind != "cuda":
+        return contextlib.nullcontext()
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                       deterministic=cudnn.deterministic, allow_tf32=False)
 
 
 def keep_freed_memory() -> None:
@@ -188,7 +207,7 @@ class ModelRunner:
 
         def run() -> None:
             x = torch.zeros(n, self.info.in_channels, t, t, device=self.device)
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), self._seg_precision():
                 net(x)
             torch.cuda.synchronize(self.device)
 
@@ -229,9 +248,12 @@ class ModelRunner:
                          for di, vi in zip(d, v)])
 
     def _autocast(self) -> ContextManager[Any]:
-        if self.policy.amp is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.split(":")[0], dtype=self.policy.amp)
+        """The quality net's precision."""
+        return precision(self.device, self.policy.amp)
+
+    def _seg_precision(self) -> ContextManager[Any]:
+        """The segmentation net's precision."""
+        return precision(self.device, self.policy.seg_amp)
 
     def _to_device(self, a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(a)
@@ -267,7 +289,7 @@ class ModelRunner:
             seg = None
             if want_seg:
                 fused_view = weighted_sum(img, w)  # fuse_by_quality's, as trained
-                with self._autocast():
+                with self._seg_precision():
                     seg_logits = self.model.segmentation(fused_view)
                 seg = torch.softmax(seg_logits.float(), dim=1).cpu().numpy()
             return (fused.cpu().numpy(), w.cpu().numpy() if want_quality else None, seg)
@@ -332,7 +354,7 @@ class ModelRunner:
             seg = None
             if want_seg:
                 fused_view = weighted_sum(img, w)
-                with self._autocast():
+                with self._seg_precision():
                     seg_logits = self.model.segmentation(fused_view)
                 seg = torch.softmax(seg_logits.float(), dim=1)
             return fused, (w if want_quality else None), seg
@@ -348,7 +370,7 @@ class ModelRunner:
         comp = np.stack([composite(vw, vi, method)[0] for vw, vi in zip(view, v)])
         with torch.inference_mode():
             x = self._to_device(comp.astype(np.float32))
-            with self._autocast():
+            with self._seg_precision():
                 logits = self.model.segmentation(x)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
