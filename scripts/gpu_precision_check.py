@@ -37,8 +37,8 @@ def main() -> int:
               "2048² K=3": make_inputs(out, 2048, 3)}
     base = rn.policy_for
     variants = {"fp16 / fp16": (torch.float16, torch.float16),
-                "fp16 / float32 (default)": (torch.float16, None),
-                "float32 / float32": (None, None)}
+                "fp16 / float32": (torch.float16, None),
+                "float32 / float32 (default)": (None, None)}
 
     def run(name: str, inputs: list[Path], dev: str, tag: str) -> tuple[np.ndarray, np.ndarray,
                                                                           float]:

@@ -111,7 +111,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
 
     ``compile`` (``torch.compile`` the networks: pays off on large rasters) and ``bf16``
     (bfloat16 networks: faster where supported, outputs move by up to ~12 grey levels) are
-    opt-in; the defaults give the float32 model's outputs (fp16 autocast on CUDA).
+    opt-in; the defaults give the float32 model's outputs (on CUDA too, TF32 off).
 
     ``allow_remote``: host / bucket patterns (``"data.example.org"``, ``"*.example.org"``,
     ``"s3://my-bucket"``, ``"*"``) whose remote inputs (URLs, /vsicurl/, /vsis3/, /vsigs/,

@@ -3,8 +3,11 @@ how many images go through a network per call, precision, and the model's infere
 
 Sized for the device (measured, docs/benchmark.md): on a CPU the U-Nets run fastest one or two
 images per call in ``channels_last`` (oneDNN then needs no layout reorders and the activations
-fit the caches), so B tiles × K inputs are fed two images at a time; on CUDA big batches under
-fp16 autocast keep the GPU busy. BatchNorm is folded into the convolutions (inference only).
+fit the caches), so B tiles × K inputs are fed two images at a time; on CUDA big batches in
+float32 with TF32 off: on an H200 fp16 autocast was no faster end to end (2048², K = 3: 0.42 vs
+0.45 s; the host side dominates) but moved the fused image by up to 2 grey levels and flipped
+0.004-0.05 % of the classes (scripts/gpu_precision_check.py), so it stays out; ``bf16`` is the
+opt-in. BatchNorm is folded into the convolutions (inference only).
 Imported only when a network runs (``fuse`` imports it lazily), so composites never load torch.
 """
 
@@ -53,9 +56,8 @@ class Policy:
     # The network view, the weighting and the blending on the device (CUDA): the strip goes
     # up once as stored (uint8/uint16), only finished rows come back (device_blend.py).
     device_side: bool = False
-    # The segmentation net's autocast dtype (None: float32, TF32 off). Its output is an argmax,
-    # and fp16 flips near-ties (0.04 % of the classes on the shipped sample on an H200); the
-    # quality net's weights only blend, so fp16 there keeps the fused image within 1 grey level.
+    # The segmentation net's autocast dtype (None: float32, TF32 off); apart from ``amp`` so
+    # that each network's precision can be measured alone (scripts/gpu_precision_check.py).
     seg_amp: torch.dtype | None = None
 
     def describe(self) -> str:
@@ -75,7 +77,7 @@ def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
     levels) and ``compile`` (opt-in: pays off only on large rasters) on top."""
     if device.startswith("cuda"):
         return Policy(device, batch_size or TILES_GPU, None,
-                      torch.bfloat16 if bf16 else torch.float16, compile, device_side=True,
+                      torch.bfloat16 if bf16 else None, compile, device_side=True,
                       seg_amp=torch.bfloat16 if bf16 else None)
     return Policy(device, batch_size or TILES_CPU, IMAGES_PER_CALL_CPU,
                   torch.bfloat16 if bf16 else None, compile,
