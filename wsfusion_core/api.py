@@ -132,7 +132,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         raise WsfusionError(f"chunk must be >= {MIN_CHUNK} px (got {chunk})")
     if quality is not None and method == "median":
         raise WsfusionError("a quality output needs per-input weights",
-                            hint="use method learned or mean")
+                            hint="use method learned, mean or min-blue")
 
     remote = patterns(allow_remote)
     al = align(inputs, reference, remote)
@@ -149,6 +149,10 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         if (needs_net or bands) else None
     if bad is not None:
         raise bad
+    if method == "min-blue":
+        from .composite import blue_channel
+
+        blue_channel(net_bands, al.count)  # refused before anything is read or written
 
     runner = None
     if needs_net:

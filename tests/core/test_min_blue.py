@@ -163,3 +163,17 @@ def test_cli_min_blue_reads_blue_from_the_last_of_bands(tmp_path, make_raster):
     want, _ = _reference(data, np.ones((2, 30, 40), bool), 1)
     np.testing.assert_array_equal(_read(out)[0], want)
     assert not np.array_equal(want, _reference(data, np.ones((2, 30, 40), bool), 2)[0])
+
+
+def test_a_missing_blue_band_is_refused_before_anything_is_written(tmp_path, make_raster):
+    """Single-band inputs have no blue among the default bands (1, 2, 3): one line naming the
+    cause, raised before reading, and no output left behind."""
+    from wsfusion_core import fuse
+
+    rng = np.random.default_rng(3)
+    inputs = [make_raster(tmp_path / f"g{i}.tif", rng.integers(0, 255, (1, 40, 50), np.uint8))
+              for i in range(2)]
+    out = tmp_path / "out.tif"
+    with pytest.raises(WsfusionError, match="last network band \\(3\\).*1 band"):
+        fuse(inputs, out, method="min-blue")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g0.tif", "g1.tif"]
