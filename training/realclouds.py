@@ -26,7 +26,7 @@ absolute reflectance difference over the network bands) to the answer; the share
 mean→oracle L1 gap captured (oracle: per pixel the valid input closest to the answer); cloud
 leakage (total weight on bad inputs); for the overcast input, its total weight over all pixels
 where another input is clear. Methods: the learned fusion (each weights file), the mean and
-median composites, the minimum-blue composite (``wsfusion_core.composite.min_blue`` on all bands,
+median composites, the minimum-blue composite (`fuse(method="min-blue")`, the product's, on all bands,
 blue being the last network band: B2 for Sentinel-2; Landsat has no blue band, so its shortest
 band, red) and the oracle.
 """
@@ -275,8 +275,9 @@ def run_case(case: Case, weights_files: Sequence[str], work: Path, scale: str = 
     out = work / f"{case.name}_median.tif"
     fuse(case.inputs, out, method="median", bands=case.bands, overwrite=True)
     res["median"] = score(case, fused_of(out), None)
-    w = min_blue_weights(case, stack, valid)
-    res["min-blue"] = score(case, (refl * w[:, None]).sum(axis=0), w)
+    out, q = work / f"{case.name}_minblue.tif", work / f"{case.name}_minblue_q.tif"
+    fuse(case.inputs, out, quality=q, method="min-blue", bands=case.bands, overwrite=True)
+    res["min-blue"] = score(case, fused_of(out), _read(q)[0])
     err = np.where(valid, np.abs(refl - case.answer[None]).sum(axis=1), np.inf)
     w = (np.arange(len(stack))[:, None, None] == err.argmin(axis=0)[None]) & valid.any(axis=0)
     res["oracle"] = score(case, (refl * w[:, None]).sum(axis=0), w.astype(np.float64))
