@@ -26,7 +26,7 @@ absolute reflectance difference over the network bands) to the answer; the share
 mean→oracle L1 gap captured (oracle: per pixel the valid input closest to the answer); cloud
 leakage (total weight on bad inputs); for the overcast input, its total weight over all pixels
 where another input is clear. Methods: the learned fusion (each weights file), the mean and
-median composites, the minimum-blue composite (`fuse(method="min-blue")`, the product's, on all bands,
+median composites, the minimum-blue composite (`fuse(method="min-blue")` on all bands,
 blue being the last network band: B2 for Sentinel-2; Landsat has no blue band, so its shortest
 band, red) and the oracle.
 """
