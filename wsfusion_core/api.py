@@ -43,6 +43,11 @@ from .writers import (
 
 PathLike = Union[str, os.PathLike]
 MIN_CHUNK = 256  # px: a chunk smaller than a tile spends most of its work on the halo
+# A learned run holds one strip (300 rows × the raster's width) of every input, its blend
+# buffers and class scores: ~34 MiB per 1000 columns at K = 6 with segmentation (571 MiB at
+# 2048², 780 MiB at 8192², docs/benchmark.md). Wider rasters run in windows of AUTO_CHUNK px
+# (the chunked engine, equal to the local result) so the peak stays under 1 GB at any size.
+AUTO_CHUNK_WIDTH, AUTO_CHUNK = 10240, 8192
 
 if TYPE_CHECKING:
     from .runner import ModelRunner
@@ -170,6 +175,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         say(f"input {info.path.name}: {'warped (bilinear)' if wp else 'direct'}, "
             f"covers {100 * ov:.1f}%, validity from {info.mask_kind}")
     plan = plan_engine(grid.height, grid.width, runner, overlap, BLOCK)
+    if not chunked and runner is not None and grid.width > AUTO_CHUNK_WIDTH:
+        chunk, chunked = AUTO_CHUNK, True
+        say(f"wide raster: run in windows of {AUTO_CHUNK} px to bound memory (as chunk=)")
     shape = f"tile {runner.info.tile_size}, overlap {overlap}" if runner else "strips"
     say(f"plan: {plan.rows.count} x {plan.cols.count} tiles ({shape})")
 

@@ -129,6 +129,26 @@ def test_odd_chunks_in_one_process_equal_the_local_run(tmp_path, random_weights,
         assert not parts_folder(outs["fused"]).exists()
 
 
+def test_wide_learned_runs_go_in_windows_and_equal_the_local_run(tmp_path, random_weights,
+                                                                  one_thread, monkeypatch):
+    """A learned run wider than api.AUTO_CHUNK_WIDTH runs in AUTO_CHUNK windows by itself
+    (bounded memory), with the local result; the thresholds are lowered to fit a test."""
+    from wsfusion_core import api
+
+    inputs = scene(tmp_path, 700, 1300)
+    local = outputs(tmp_path, "local")
+    run(inputs, local, random_weights)
+    monkeypatch.setattr(api, "AUTO_CHUNK_WIDTH", 1200)
+    monkeypatch.setattr(api, "AUTO_CHUNK", 512)
+    said: list[str] = []
+    outs = outputs(tmp_path, "auto")
+    res = run(inputs, outs, random_weights, log=said.append)
+    same_outputs(local, outs)
+    assert res.chunks.chunks == len(plan_chunks(700, 1300, 512))
+    assert any("windows of 512 px" in m for m in said)
+    assert not parts_folder(outs["fused"]).exists()
+
+
 def test_composites_in_odd_chunks_equal_the_local_run(tmp_path):
     inputs = scene(tmp_path, 700, 1100)
     for method in ("mean", "median"):
