@@ -59,7 +59,8 @@ class StripBuffer:
     def add(self, y: int, x: int, weight: np.ndarray, fused: np.ndarray | None,
             quality: np.ndarray | None, seg: np.ndarray | None) -> None:
         """Blend one result in at raster (y, x). ``weight`` is (h, w) or broadcasts to it; the
-        arrays are (bands, h, w), already cut to the real (unpadded) pixels."""
+        arrays are (bands, h, w), already cut to the real (unpadded) pixels (numpy here, torch
+        tensors on the device in device_blend, which reuses this method)."""
         first = next(a for a in (fused, quality, seg) if a is not None)
         h, w = first.shape[-2:]
         ys = slice(y - self.y, y - self.y + h)

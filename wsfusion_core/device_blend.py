@@ -17,7 +17,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from .blend import FinishedRows, put_nodata
+from .blend import FinishedRows, StripBuffer, put_nodata
 from .classes import SEGMENTATION_NODATA
 from .runner import upload
 from .windows import Tile, WindowPlan
@@ -64,19 +64,8 @@ class DeviceStripBuffer:
         # upload: a plain copy to the GPU would wait for every queued network first
         self.valid[y0 - self.y:y0 - self.y + h, x0:x0 + w] |= upload(any_valid, self._name)
 
-    def add(self, y: int, x: int, weight: torch.Tensor, fused: torch.Tensor | None,
-            quality: torch.Tensor | None, seg: torch.Tensor | None) -> None:
-        first = next(a for a in (fused, quality, seg) if a is not None)
-        h, w = first.shape[-2:]
-        ys = slice(y - self.y, y - self.y + h)
-        xs = slice(x, x + w)
-        if fused is not None:
-            self.fsum[:, ys, xs] += weight * fused
-            self.wsum[ys, xs] += weight
-        if quality is not None and self.qsum is not None:
-            self.qsum[:, ys, xs] += weight * quality
-        if seg is not None and self.seg is not None:
-            self.seg[:, ys, xs] += weight * seg
+    # The same arithmetic as the numpy buffer's, written once: it only uses slicing and ``+=``.
+    add = StripBuffer.add
 
     def take(self, upto: int) -> PendingRows | None:
         """``StripBuffer.take`` computed on the device. The rows come back as ``PendingRows``:
