@@ -2,9 +2,12 @@
 the ablation lines on a shorter one, each a separate process sharing the card, with the CPU
 cores split between their data-synthesis workers. Each run's best weights land in
 ``OUT/<name>/weights.safetensors`` (its whole validation history is in the file's metadata);
-``OUT/summary.md`` holds the table and each run's last log lines.
+``OUT/summary.md`` holds the table and each run's last log lines. With ``--select-real`` (runs
+that keep every epoch, set ``run3``), each run's epoch is chosen on the real-cloud validation
+instead (training/select_real.py; ``OUT/select.json``), soups of each run's best epochs included.
 
     python3 -m training.device_runs --data .device/data --out "$OUT" --minutes 4.5
+    python3 -m training.device_runs --set run3 --select-real --data .device/data --out "$OUT"
     python3 -m training.device_runs --table "$OUT"     # the ablation table from such a folder
 
 Everything is sized by wall-clock time (``--time-epochs``), so the lr schedules complete on any
