@@ -162,8 +162,26 @@ def device_reason(requested: str, used: str, needs_net: bool) -> str:
             "finds no usable CUDA GPU")
 
 
+def remote_pattern(path: str, name: str) -> str:
+    """The ``allow_remote`` pattern for a layer QGIS reads from a URL or object store: exactly
+    its scheme and host (or bucket). A layer the user loaded is a deliberate choice, so the
+    algorithm allows those hosts and no other (wsfusion_core.remote holds the rule; the CLI asks
+    for ``--allow-remote`` instead)."""
+    from wsfusion_core.errors import WsfusionError
+    from wsfusion_core.remote import parse_remote
+
+    try:
+        remote = parse_remote(path)
+    except WsfusionError as exc:
+        raise QgsProcessingException(f"Layer '{name}': {exc}") from None
+    if remote is None:
+        raise QgsProcessingException(f"Layer '{name}': {path} is not a local file")
+    return f"{remote.scheme}://{remote.authority}"
+
+
 def local_raster_path(layer: QgsMapLayer | None, label: str) -> str:
-    """The file behind a raster layer, or a QgsProcessingException that names the layer."""
+    """The file behind a raster layer (a local path, or the GDAL name of a layer read from a URL
+    or object store), or a QgsProcessingException that names the layer."""
     if layer is None:
         raise QgsProcessingException(f"Input '{label}': not a layer in the project and not a "
                                      "raster file QGIS can open")
@@ -177,6 +195,9 @@ def local_raster_path(layer: QgsMapLayer | None, label: str) -> str:
             "(Raster ▸ Conversion ▸ Translate, or Export ▸ Save As…)")
     parts = QgsProviderRegistry.instance().decodeUri("gdal", layer.source())
     path = parts.get("path") or layer.source()
+    if path.startswith(("/vsi", "http://", "https://")):
+        remote_pattern(path, name)  # read from where the user loaded it (checked there)
+        return path
     if not os.path.isfile(path):
         raise QgsProcessingException(f"Layer '{name}': {path} is not a local file")
     from osgeo import gdal
@@ -356,6 +377,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         inputs = [local_raster_path(layer, layer.name()) for layer in layers]
         ref_layer = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
         reference = local_raster_path(ref_layer, "reference") if ref_layer is not None else None
+        remote = sorted({remote_pattern(p, p) for p in [*inputs, reference]
+                         if p is not None and not os.path.isfile(p)})
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         segmentation = self.parameterAsOutputLayer(parameters, self.SEGMENTATION, context) or None
         quality = self.parameterAsOutputLayer(parameters, self.QUALITY, context) or None
@@ -376,6 +399,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             scale=self.parameterAsString(parameters, self.SCALE, context) or "auto",
             reference=reference,
             cog=self.parameterAsBool(parameters, self.COG, context),
+            allow_remote=remote,
         )
 
         import wsfusion_core
@@ -385,6 +409,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(f"wsfusion_core {wsfusion_core.__version__} from "
                           f"{os.path.dirname(wsfusion_core.__file__)}")
         feedback.pushInfo(f"Fusing {len(inputs)} image(s) with method '{method}'")
+        if remote:
+            feedback.pushInfo(f"Remote layers read from {', '.join(remote)}")
         try:
             result = fuse(
                 inputs, output, **options,

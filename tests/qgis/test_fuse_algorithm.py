@@ -264,3 +264,35 @@ def test_scale_parameter_reaches_the_core(plugin, scene_paths, tiny_weights, tmp
     _run({**base, "OUTPUT": str(out), "SCALE": "0,510"})
     with rasterio.open(out) as src:
         assert src.tags()["WSFUSION_SCALE"].startswith("--scale 0,510; one scale for all 3")
+
+
+def test_layers_loaded_from_a_url_are_read_from_there(plugin, tmp_path):
+    """A layer the user loaded from a URL (a local HTTP server here, nothing from the internet)
+    is read from its host, which the algorithm allows and no other; the result equals the run
+    on the same files stored locally."""
+    from rangeserver import RangeServer
+
+    rng = np.random.default_rng(4)
+    served = tmp_path / "served"
+    served.mkdir()
+    paths = [write_raster(served / f"{i}.tif", rng.integers(1, 255, (3, 60, 70), np.uint8),
+                          nodata=0) for i in range(2)]
+    local = tmp_path / "local.tif"
+    _run({"INPUTS": [str(p) for p in paths], "OUTPUT": str(local), "METHOD": 1})
+    with RangeServer(served) as srv:
+        layer = QgsRasterLayer(f"/vsicurl/{srv.url('1.tif')}", "remote date", "gdal")
+        assert layer.isValid()
+        QgsProject.instance().addMapLayer(layer)
+        try:
+            out = tmp_path / "remote.tif"
+            feedback = QgsProcessingFeedback()
+            _run({"INPUTS": [str(paths[0]), layer.id()], "OUTPUT": str(out), "METHOD": 1},
+                 feedback=feedback)
+        finally:
+            QgsProject.instance().removeMapLayer(layer.id())
+        assert any(r.startswith("/1.tif") for r in srv.requests)
+    import rasterio
+
+    with rasterio.open(local) as a, rasterio.open(out) as b:
+        assert np.array_equal(a.read(), b.read())
+        assert a.transform == b.transform and a.crs == b.crs
