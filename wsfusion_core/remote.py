@@ -101,6 +101,11 @@ def parse_remote(name: str) -> Remote | None:
             bucket = gdal[len(prefix):].split("/", 1)[0]
             if not bucket or "/" not in gdal[len(prefix):]:
                 raise InputError(f"{given}: names no bucket and object; refused")
+            # curl drops "." and ".." from the request path: on a path-style endpoint (GCS,
+            # MinIO, AWS_VIRTUAL_HOSTING=FALSE) "bucket/../other/key" reads bucket "other".
+            if {".", ".."} & set(gdal[len(prefix):].split("/")):
+                raise InputError(f"{given}: '.' and '..' path segments are refused (they "
+                                 "could leave the bucket)")
             return Remote(gdal, given, scheme, bucket)
     if gdal.startswith("/vsi"):
         handler = gdal.split("/", 2)[1]

@@ -120,6 +120,25 @@ def test_other_remote_names_stay_refused_even_with_every_host_allowed(tmp_path, 
     assert not (tmp_path / "o.tif").exists()
 
 
+def test_dot_segments_cannot_leave_an_allowed_bucket(tmp_path):
+    """GDAL sends an object key as it is and curl removes ``..`` segments from the path: with a
+    path-style endpoint (GCS, MinIO, AWS_VIRTUAL_HOSTING=FALSE) ``s3://allowed/../evil/a.tif``
+    would read bucket ``evil`` with the user's credentials. Served locally as such an endpoint."""
+    folder = tmp_path / "srv"
+    (folder / "evil").mkdir(parents=True)
+    write_raster(folder / "evil" / "a.tif", smooth_image(H, W, seed=1))
+    with RangeServer(folder) as srv, rasterio.Env(
+            AWS_S3_ENDPOINT=f"127.0.0.1:{srv.port}", AWS_HTTPS="NO", AWS_VIRTUAL_HOSTING="FALSE",
+            AWS_NO_SIGN_REQUEST="YES"):
+        for name in ("s3://allowed/../evil/a.tif", "/vsis3/allowed/x/../../evil/a.tif",
+                     "s3://allowed/./a.tif"):
+            with pytest.raises(InputError, match="segments are refused") as err:
+                fuse([name], tmp_path / "o.tif", method="mean", allow_remote="s3://allowed")
+            assert "\n" not in str(err.value)
+        assert srv.requests == []
+    assert not (tmp_path / "o.tif").exists()
+
+
 # ----------------------------------------------------------------------------- over HTTP
 
 
