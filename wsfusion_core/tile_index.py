@@ -3,7 +3,7 @@
 A GTI is a vector table with one row per raster tile and a column of locations; GDAL opens each
 location with any driver when it reads pixels there. Like a VRT's sources, every location must
 be checked first (input_guard.py). Only GeoPackage indexes are read (a GeoPackage is SQLite, so
-Python reads it without GDAL's vector drivers); every feature table is checked, whatever filter
+Python reads it without GDAL's vector drivers); every table is checked, whatever filter
 or layer GDAL would pick, so the check covers at least what GDAL reads.
 """
 
@@ -57,7 +57,7 @@ def _gdal_metadata(con: sqlite3.Connection) -> list[tuple[str, str, bool]]:
 
 
 def index_locations(path: Path) -> Iterator[str]:
-    """Every location the feature tables of GeoPackage ``path`` hold (the ``location`` column,
+    """Every location the tables of GeoPackage ``path`` hold (the ``location`` column,
     or the one its metadata names). InputError for what is not checked: overview datasets and
     an embedded GTI XML document (which can name other index files)."""
     uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
@@ -66,11 +66,11 @@ def index_locations(path: Path) -> Iterator[str]:
     except sqlite3.Error as exc:
         raise InputError(f"not a readable GeoPackage ({exc})", path=path) from None
     try:
-        try:
-            tables = [r[0] for r in con.execute(
-                "SELECT table_name FROM gpkg_contents WHERE data_type = 'features'")]
-        except sqlite3.DatabaseError:
-            return  # SQLite but not a GeoPackage: GDAL reads no tile index from it
+        # Every table and view, not only gpkg_contents' features: GDAL's GeoPackage driver
+        # also lists tables gpkg_contents does not name (LIST_ALL_TABLES=AUTO), and GTI reads
+        # them; a plain SQLite file is opened by GDAL's SQLite driver.
+        tables = [r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")]
         meta = _gdal_metadata(con)
         if any(key.upper().startswith(("OVERVIEW_", "XML:GTI")) for key, _v, _d in meta):
             raise InputError("tile index with overview datasets (OVERVIEW_*) or an embedded "

@@ -389,3 +389,25 @@ def test_gti_locations_are_checked_like_vrt_sources(tmp_path, halves, served):
     with pytest.raises(InputError, match="tile index location refused"):
         fuse([vrt, other], tmp_path / "x.tif", method="mean")
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_gti_locations_in_a_table_gpkg_contents_does_not_list_are_checked(tmp_path, halves,
+                                                                        served):
+    """GDAL's GeoPackage driver lists tables that gpkg_contents does not name (its
+    LIST_ALL_TABLES=AUTO), and the GTI driver reads them: their locations are checked too, so an
+    index cannot hide a host nobody allowed (GDAL fetched it while opening before the fix)."""
+    import sqlite3
+
+    srv, _files = served
+    tiles, _whole = halves
+    index = tile_index(tiles[0].parent, tiles)
+    set_locations(index, [srv.url("a.tif"), srv.url("a.tif")])
+    con = sqlite3.connect(index)
+    with con:
+        con.execute("DELETE FROM gpkg_contents")
+    con.close()
+    other = write_raster(tmp_path / "other.tif", smooth_image(H, W, seed=7))
+    with pytest.raises(RemoteRefused, match="tile index location"):
+        fuse([index, other], tmp_path / "o.tif", method="mean")
+    assert srv.requests == []
+    assert not (tmp_path / "o.tif").exists()
