@@ -1,7 +1,8 @@
 """The "Fuse overhead images" Processing algorithm: QGIS parameters in, ``wsfusion_core.fuse`` out.
 
-A thin shell by design: it resolves layers to local files, calls the core once, and turns the
-core's errors into ``QgsProcessingException``. All fusion logic lives in ``wsfusion_core``.
+A thin shell by design: it resolves layers to files (local, or the URL they were loaded from),
+calls the core once, and turns the core's errors into ``QgsProcessingException``. All fusion
+logic lives in ``wsfusion_core``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ nodata in an input get weight zero. The networks were trained only from road and
 <i>mean</i>, <i>median</i> and <i>min-blue</i> (per pixel the input with the lowest blue, \
 blue being the last of the network bands) are simple per-pixel composites that need no model.</p>
 <p><b>Inputs.</b> One or more raster layers (fusion needs two or more to have a choice) that \
-are local files GDAL can read (GeoTIFF and the like), covering the same area, with the same \
+are files GDAL can read (GeoTIFF and the like; a layer loaded from a URL or object store is read \
+from there), covering the same area, with the same \
 bands, e.g. 8-bit RGB or RGB + near infrared. Every band is fused and written; \
 <i>Network bands</i> only chooses which three the networks look at (default 1,2,3 = red, green, \
 blue; e.g. 4,3,2 for Sentinel-2). 8-bit images are read as stored; other types are put on \
