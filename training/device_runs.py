@@ -165,7 +165,8 @@ def select_on_real(scratch: Path, out: Path, names: Sequence[str], data: str,
         extra = [r for r in rank(soups, root, scratch / "select_soup", jobs, "cpu")
                  if r["weights"]]
         rows = sorted(rows + extra, key=lambda r: (-float(np.nan_to_num(r["all_gap"], nan=-9)),
-                                                  r["all_leak"]))
+                                                  float(np.nan_to_num(r["all_leak"],
+                                                                      nan=np.inf))))
     (out / "select.json").write_text(json.dumps(rows, indent=1) + "\n")
     for name in names:
         mine = [r for r in rows if r["weights"] and Path(r["weights"]).parent.parent.name == name]

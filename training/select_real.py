@@ -83,7 +83,8 @@ def rank(files: Sequence[str], root: Path, work: Path, jobs: int = 1,
             for f, lab in zip(files, labels)]
     for m in ("median", "min-blue"):
         rows.append({"weights": "", "label": m, **scores(per_case, m)})
-    rows.sort(key=lambda r: (-np.nan_to_num(r["all_gap"], nan=-9), r["all_leak"]))
+    rows.sort(key=lambda r: (-np.nan_to_num(r["all_gap"], nan=-9),
+                             np.nan_to_num(r["all_leak"], nan=np.inf)))
     return rows
 
 

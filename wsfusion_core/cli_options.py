@@ -56,7 +56,7 @@ allow_remote_option = click.option(
     "--allow-remote", "allow_remote", multiple=True, callback=_parse_remote, metavar="PATTERN",
     help="Read remote inputs (http(s)/s3/gs/az URLs, /vsicurl/, /vsis3/, ...) and remote VRT "
     "sources from this host or bucket: host, *.host, host:port, s3://bucket, or * for any. "
-    "Repeatable. Default: local files only.")
+    "Repeatable. Default: local files only. Allowing a host also trusts where it redirects.")
 scale_option = click.option("--scale", callback=_parse_scale, default="auto", show_default=True,
                             metavar="RULE", help="One radiometric scale for all inputs as the "
                             "networks see them: auto, s2, landsat-c2, reflectance, LO,HI, a "

@@ -72,6 +72,15 @@ def _work_dtype(dtype: np.dtype) -> type:
     return np.float64 if dtype.itemsize > 2 or dtype.kind == "f" else np.float32
 
 
+def min_blue_like(data: np.ndarray, stored: np.ndarray, valid: np.ndarray, blue: int
+                  ) -> np.ndarray:
+    """(C, H, W) float32: min-blue of ``data`` (e.g. the inputs' network views) with the choice
+    made on the ``stored`` values of the same inputs, as the written image makes it, so that a
+    segmentation of the composite reads the image that is written (a view may be scaled per
+    input or hold other bands)."""
+    return _chosen_values(data, min_blue(stored, valid, blue), np.float32)
+
+
 def _chosen_values(data: np.ndarray, chosen: np.ndarray, work: type) -> np.ndarray:
     """(C, H, W): every band of a chosen input (the chosen ones are equal), 0 where none is."""
     first = np.broadcast_to(chosen.argmax(axis=0)[None, None],

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .composite import composite
+from .composite import blue_channel, composite, min_blue_like
 from .errors import WeightsError, WsfusionError
 from .model import quality_weights, weighted_sum
 from .options import DEVICES, check_choice
@@ -364,12 +364,17 @@ class ModelRunner:
     def segment(self, batch: Sequence[Tile], plan: WindowPlan, data: np.ndarray,
                 valid: np.ndarray, scales: Any, bands: tuple[int, ...], method: str
                 ) -> np.ndarray:
-        """Segmentation of a mean/median composite: its view is the composite of the inputs'
-        network views (for mean, exactly the view of the composite)."""
+        """Segmentation of a composite: its view is the composite of the inputs' network views
+        (for mean, exactly the view of the composite; for min-blue, the views of the inputs
+        chosen on their stored values, as in the written image)."""
         self._warm()
         d, v = self._tiles(batch, plan, data, valid)
         view = self._view(d, v, scales, bands)
-        comp = np.stack([composite(vw, vi, method)[0] for vw, vi in zip(view, v)])
+        if method == "min-blue":
+            blue = blue_channel(bands, d.shape[2])
+            comp = np.stack([min_blue_like(vw, di, vi, blue) for vw, di, vi in zip(view, d, v)])
+        else:
+            comp = np.stack([composite(vw, vi, method)[0] for vw, vi in zip(view, v)])
         with torch.inference_mode():
             x = self._to_device(comp.astype(np.float32))
             with self._seg_precision():

@@ -177,3 +177,16 @@ def test_a_missing_blue_band_is_refused_before_anything_is_written(tmp_path, mak
     with pytest.raises(WsfusionError, match="last network band \\(3\\).*1 band"):
         fuse(inputs, out, method="min-blue")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g0.tif", "g1.tif"]
+
+
+def test_the_segmented_composite_chooses_on_the_stored_values():
+    """min-blue of the network views takes the inputs chosen on the stored values (what the
+    written image shows), even where a per-input scale would order the views differently."""
+    from wsfusion_core.composite import min_blue_like
+
+    stored = np.array([[[[10]], [[10]], [[50]]], [[[200]], [[200]], [[60]]]], np.float32)
+    valid = np.ones((2, 1, 1), bool)
+    view = np.array([[[[0.9]], [[0.9]], [[0.9]]], [[[0.1]], [[0.1]], [[0.1]]]], np.float32)
+    # stored blue (channel 2): input 0 has 50 < 60, so input 0's view, although its view is
+    # the brighter one
+    np.testing.assert_array_equal(min_blue_like(view, stored, valid, 2)[:, 0, 0], view[0, :, 0, 0])
