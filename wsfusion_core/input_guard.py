@@ -31,8 +31,11 @@ ALLOWED_DRIVERS = ("GTiff", "VRT", "GTI", "JP2OpenJPEG", "JP2KAK", "JP2ECW", "JP
                    "HFA", "ENVI", "EHdr", "ERS", "GPKG", "NITF", "PCIDSK", "SAGA", "RST",
                    "AAIGrid", "GSBG", "ISIS3", "PDS4")
 # A remote file is read by one driver that reads only itself: a remote VRT (or tile index)
-# could name local files or other hosts, and its XML cannot be checked before GDAL fetches it.
-REMOTE_DRIVERS = tuple(d for d in ALLOWED_DRIVERS if d not in ("VRT", "GTI"))
+# could name local files or other hosts, and its XML cannot be checked before GDAL fetches it;
+# so could the headers of ERS, ISIS3, PDS4, HFA or ENVI (they name data files), so a remote
+# input is one of the single-file image formats.
+REMOTE_DRIVERS = ("GTiff", "JP2OpenJPEG", "JP2KAK", "JP2ECW", "JPEG", "PNG", "WEBP")
+REMOTE_FORMATS_TEXT = "GeoTIFF/COG, JPEG2000, JPEG, PNG, WebP"
 FORMATS_TEXT = ("GeoTIFF/COG, VRT, GeoPackage tile index (GTI), JPEG2000, JPEG, PNG, WebP, "
                 "Erdas IMG, ENVI, GeoPackage, NITF")
 # Config options in force while an input is opened.
@@ -173,8 +176,8 @@ def open_remote(remote: Remote) -> DatasetReader:
         first = first_line(exc)
         if "not recognized as" in first or "not a supported file format" in first:
             raise InputError(f"{remote.given}: not a raster in an accepted format for a remote "
-                             f"input ({FORMATS_TEXT}; remote VRTs and tile indexes are "
-                             "refused)") from None
+                             f"input ({REMOTE_FORMATS_TEXT}; remote VRTs, tile indexes and "
+                             "multi-file formats are refused)") from None
         raise InputError(f"{remote.given}: not a readable remote raster ({first})") from None
 
 
