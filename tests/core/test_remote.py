@@ -218,7 +218,8 @@ def test_a_remote_vrt_is_refused_even_from_an_allowed_host(tmp_path, served):
     vrt_of(files[0].parent / "v.vrt", str(files[0]))
     for inputs in ([srv.url("v.vrt"), files[1]],
                    [vrt_of(tmp_path / "nested.vrt", "/vsicurl/" + srv.url("v.vrt")), files[1]]):
-        with pytest.raises(InputError, match="remote VRTs, tile indexes and multi-file formats are refused"):
+        with pytest.raises(InputError,
+                           match="remote VRTs, tile indexes and multi-file formats are refused"):
             fuse(inputs, tmp_path / "o.tif", method="mean", allow_remote=LOCALHOST)
     assert not (tmp_path / "o.tif").exists()
 
