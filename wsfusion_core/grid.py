@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -165,12 +166,20 @@ def footprint_in(info: RasterInfo, crs: CRS | None) -> Polygon:
     if crs is None or info.crs is None or info.crs == crs:
         return poly
     xs, ys = poly.exterior.coords.xy
-    try:
-        px, py = transform_points(info.crs, crs, list(xs), list(ys))
-    except Exception:  # no transformation between the two CRSs at all
-        return Polygon()
-    px, py = np.asarray(px, dtype=float), np.asarray(py, dtype=float)
-    ok = np.isfinite(px) & np.isfinite(py)
+    ok = np.zeros(0, bool)
+    # Up to three tries: in qgis_process (QGIS's PROJ and rasterio's in one process) a transform
+    # between two UTM zones has come back empty about once in a few CI runs, and then not again.
+    for attempt in range(3):
+        if attempt:
+            time.sleep(0.2 * attempt)
+        try:
+            px, py = transform_points(info.crs, crs, list(xs), list(ys))
+        except Exception:  # no transformation between the two CRSs (or a PROJ hiccup)
+            continue
+        px, py = np.asarray(px, dtype=float), np.asarray(py, dtype=float)
+        ok = np.isfinite(px) & np.isfinite(py)
+        if ok.sum() >= 3:
+            break
     if ok.sum() < 3:
         return Polygon()
     out = Polygon(zip(px[ok], py[ok]))
