@@ -16,7 +16,9 @@ from wsfusion_core.strips import read_strip, strips
 from wsfusion_core.windows import plan_strips, plan_windows
 
 
-def _readers(tmp_path):
+@pytest.fixture
+def scene(tmp_path):
+    """(grid, readers) of three inputs with nodata holes; the readers are closed afterwards."""
     paths = []
     for i in range(3):
         img = smooth_image(90, 70, seed=i)
@@ -24,15 +26,18 @@ def _readers(tmp_path):
         valid[10 * i:10 * i + 15, 20:40] = False
         paths.append(write_raster(tmp_path / f"in{i}.tif", np.where(valid, img, 0), nodata=0))
     al = align(paths)
-    return al.grid, [AlignedReader(i, al.grid) for i in al.inputs]
+    readers = [AlignedReader(i, al.grid) for i in al.inputs]
+    yield al.grid, readers
+    for rd in readers:
+        rd.close()
 
 
 def _reader_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("wsfusion-read")]
 
 
-def test_prefetched_strips_equal_reads_in_turn(tmp_path):
-    grid, readers = _readers(tmp_path)
+def test_prefetched_strips_equal_reads_in_turn(scene):
+    grid, readers = scene
     plan = plan_windows(grid.height, grid.width, 32, 8)
     with strips(readers, plan, grid.width) as ahead:
         got = list(ahead)
@@ -46,12 +51,10 @@ def test_prefetched_strips_equal_reads_in_turn(tmp_path):
         np.testing.assert_array_equal(s.valid, want_v)
     assert not all(s.valid.all() for s in got)  # the holes are there
     assert not _reader_threads()
-    for rd in readers:
-        rd.close()
 
 
-def test_stopping_early_leaves_no_reader_thread(tmp_path):
-    grid, readers = _readers(tmp_path)
+def test_stopping_early_leaves_no_reader_thread(scene):
+    grid, readers = scene
     plan = plan_windows(grid.height, grid.width, 32, 8)
     with pytest.raises(RuntimeError, match="stop"):
         with strips(readers, plan, grid.width) as ahead:
@@ -59,13 +62,11 @@ def test_stopping_early_leaves_no_reader_thread(tmp_path):
                 if s.row == 1:
                     raise RuntimeError("stop")
     assert not _reader_threads()
-    for rd in readers:
-        rd.close()
 
 
-def test_composite_pieces_tile_the_strips(tmp_path):
+def test_composite_pieces_tile_the_strips(scene):
     """Pieces of a disjoint plan: every pixel read once, in order, the last piece flagged."""
-    grid, readers = _readers(tmp_path)
+    grid, readers = scene
     plan = plan_strips(grid.height, grid.width, 32, 32)
     with strips(readers, plan, grid.width, pieces=True) as ahead:
         got = list(ahead)
@@ -79,8 +80,6 @@ def test_composite_pieces_tile_the_strips(tmp_path):
         want_d, _ = read_strip(readers, Window(s.x, y0, w, h))
         np.testing.assert_array_equal(s.data, want_d)
     assert (seen == 1).all()
-    for rd in readers:
-        rd.close()
 
 
 @pytest.mark.parametrize("method", ["mean", "median"])
