@@ -144,9 +144,7 @@ def select_on_real(scratch: Path, out: Path, names: Sequence[str], data: str,
                    jobs: int) -> list[str]:
     """Every kept epoch of every run on the real-cloud validation (training/select_real.py);
     each run's best epoch replaces its ``weights.safetensors``. Returns summary lines."""
-    import numpy as np
-
-    from .select_real import markdown, rank, soup
+    from .select_real import criterion, markdown, rank, soup
 
     files = sorted(str(f) for n in names for f in (scratch / n / "epochs").glob("*.safetensors"))
     root = Path(data) / "real_clouds"
@@ -164,9 +162,7 @@ def select_on_real(scratch: Path, out: Path, names: Sequence[str], data: str,
     if soups:
         extra = [r for r in rank(soups, root, scratch / "select_soup", jobs, "cpu")
                  if r["weights"]]
-        rows = sorted(rows + extra, key=lambda r: (-float(np.nan_to_num(r["all_gap"], nan=-9)),
-                                                  float(np.nan_to_num(r["all_leak"],
-                                                                      nan=np.inf))))
+        rows = sorted(rows + extra, key=criterion)
     (out / "select.json").write_text(json.dumps(rows, indent=1) + "\n")
     for name in names:
         mine = [r for r in rows if r["weights"] and Path(r["weights"]).parent.parent.name == name]

@@ -25,12 +25,16 @@ import numpy as np
 SCALE = "auto"  # the rule users get
 
 
-def _evaluate(args: tuple[str, list[str], str, str]) -> dict[str, Any]:
-    """One process: build the cases in its own folder, fuse and score its share of the files."""
-    root, files, work, device = args
+def _one_thread() -> None:
+    """A pool process uses one core (the runner reads OMP_NUM_THREADS)."""
     import os
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per process (the runner reads it)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _evaluate(args: tuple[str, list[str], str, str]) -> dict[str, Any]:
+    """Build the cases in their own folder, fuse and score a share of the files."""
+    root, files, work, device = args
     from .realclouds import all_cases, run
 
     cases = all_cases(Path(root), Path(work))
@@ -66,15 +70,12 @@ def rank(files: Sequence[str], root: Path, work: Path, jobs: int = 1,
     tasks = [(str(root), s, str(work / f"job{i}"), device) for i, s in enumerate(shares)]
     per_case: dict[str, dict[str, dict[str, float]]] = {}
     if jobs == 1:
-        from .realclouds import all_cases, run
-
-        cases = all_cases(root, work / "job0")
-        parts = [run(root, files, work / "job0", [SCALE], device, log=lambda m: None,
-                     cases=cases)["scales"][SCALE]["per_case"]]
+        parts = [_evaluate(tasks[0])]
     else:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=_one_thread) as ex:
             parts = list(ex.map(_evaluate, tasks))
     for part in parts:
         for case, methods in part.items():
@@ -83,9 +84,14 @@ def rank(files: Sequence[str], root: Path, work: Path, jobs: int = 1,
             for f, lab in zip(files, labels)]
     for m in ("median", "min-blue"):
         rows.append({"weights": "", "label": m, **scores(per_case, m)})
-    rows.sort(key=lambda r: (-np.nan_to_num(r["all_gap"], nan=-9),
-                             np.nan_to_num(r["all_leak"], nan=np.inf)))
+    rows.sort(key=criterion)
     return rows
+
+
+def criterion(row: dict[str, Any]) -> tuple[float, float]:
+    """Sort key, best first: the mean gap over all cases, then the lower leakage (NaN last)."""
+    return (-float(np.nan_to_num(row["all_gap"], nan=-9)),
+            float(np.nan_to_num(row["all_leak"], nan=np.inf)))
 
 
 def soup(files: Sequence[str], path: Path) -> Path:
