@@ -93,6 +93,9 @@ class TrainConfig:
     # Also write every epoch's weights (OUT/epochs/epoch_NN.safetensors), so that a checkpoint
     # can be chosen afterwards on the real-cloud validation (synthetic mIoU does not track it).
     keep_epochs: bool = False
+    # Exponential moving average of the weights (training/ema.py): 0 = off; e.g. 0.998 averages
+    # about the last 500 steps. When on, validation and every saved weights file use the average.
+    ema: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -292,6 +295,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     from .artifacts import ArtifactMix, CloudBank
     from .datasets import FusionDataset, SampleConfig, collate, load_dubai, worker_init
+    from .ema import WeightAverage
 
     t_start = time.time()
     torch.set_num_threads(cfg.threads)
@@ -330,6 +334,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     steps = cfg.steps_per_epoch or max(1, cfg.samples_per_epoch // cfg.batch_size)
     weight = torch.tensor(CLASS_WEIGHTS, device=device)
 
+    average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     history: list[dict] = []
     start_epoch, step, best = 0, 0, -1.0
     ckpt = out / "last.pt"
@@ -338,6 +343,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         state = torch.load(ckpt, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        if average is not None:
+            if "ema" not in state:
+                raise ValueError(f"{ckpt}: written without --ema; resume it without --ema")
+            average.load_state_dict(state["ema"])
         start_epoch, step, best = state["epoch"], state["step"], state["best"]
         history = state["history"]
         _log(log_path, {"event": "resume", "epoch": start_epoch, "step": step})
@@ -388,6 +397,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         for batch in bar:
             losses.append(train_step(model, opt, batch, weight, cfg.clean, device,
                                      cfg.aux_weight))
+            if average is not None:
+                average.update(model)
             step += 1
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
             if time.time() > epoch_end:
@@ -395,7 +406,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 break
         bar.close()
         t_val = time.time()
-        val = validate(model, val_items, cfg, val_clouds, device)
+        kept = average.model if average is not None else model  # what is validated and saved
+        val = validate(kept, val_items, cfg, val_clouds, device)
         val_s = time.time() - t_val
         rec = {"event": "epoch", "epoch": epoch + 1, "step": step,
                "loss": float(np.mean(losses)) if losses else None,
@@ -405,21 +417,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         _log(log_path, rec)
         if val["miou"] > best:
             best = val["miou"]
-            save_weights(best_path, model, model_info(cfg, history, {"selected_epoch": epoch + 1}))
+            save_weights(best_path, kept, model_info(cfg, history, {"selected_epoch": epoch + 1}))
         if cfg.keep_epochs:
             (out / "epochs").mkdir(exist_ok=True)
-            save_weights(out / "epochs" / f"epoch_{epoch + 1:02d}.safetensors", model,
+            save_weights(out / "epochs" / f"epoch_{epoch + 1:02d}.safetensors", kept,
                          model_info(cfg, history, {"selected_epoch": epoch + 1}),
                          write_card=False)
         tmp = ckpt.with_name(ckpt.name + ".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
                     "epoch": epoch + 1, "step": step,
-                    "best": best, "history": history, "config": asdict(cfg)}, tmp)
+                    "best": best, "history": history, "config": asdict(cfg),
+                    **({"ema": average.state_dict()} if average is not None else {})}, tmp)
         tmp.replace(ckpt)  # a kill mid-write never leaves a torn checkpoint
         if stopped:
             _log(log_path, {"event": "budget reached", "minutes": cfg.budget_min})
             break
-    save_weights(out / "last.safetensors", model, model_info(cfg, history))
+    save_weights(out / "last.safetensors", average.model if average is not None else model,
+                 model_info(cfg, history))
     _log(log_path, {"event": "done", "best_val_miou": best, "steps": step,
                     "minutes": round((time.time() - t_start) / 60, 2)})
     return best_path

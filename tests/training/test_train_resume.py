@@ -57,6 +57,36 @@ def test_set_recipe_checkpoints_and_resumes_safely(tmp_path: Path) -> None:
     assert info.provenance["recipe"]["aux_weight"] == 1.0
 
 
+def test_run_with_ema_saves_and_resumes_the_average(tmp_path: Path) -> None:
+    from training.train import main
+
+    data = tmp_path / "data"
+    _dubai_like(data / "segmentation" / "dubai")
+    out = tmp_path / "run"
+    args = ["--data", str(data), "--out", str(out), "--train-tiles", "1", "--val-tiles", "6",
+            "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "64", "--val-crop", "64",
+            "--val-crops", "1", "--k", "2", "--workers", "0", "--threads", "1",
+            "--ema", "0.5", "--keep-epochs"]
+    assert main([*args, "--epochs", "1"]) == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert set(state["ema"]) == set(state["model"])
+    changed = [k for k, v in state["model"].items()
+               if v.dtype.is_floating_point and not torch.equal(v, state["ema"][k])]
+    assert changed, "after two steps the average differs from the last iterate"
+    kept, info = load_weights(out / "epochs" / "epoch_01.safetensors")
+    assert info.provenance["recipe"]["ema"] == 0.5
+    saved = kept.state_dict()
+    for key in changed:  # the file holds the average, not the iterate
+        torch.testing.assert_close(saved[key], state["ema"][key])
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+    state = torch.load(out / "last.pt", weights_only=True)
+    state.pop("ema")  # a checkpoint of a run without --ema cannot resume one with it
+    torch.save(state, out / "last.pt")
+    with pytest.raises(ValueError, match="without --ema"):
+        main([*args, "--epochs", "3", "--resume"])
+
+
 class _Evil:
     def __reduce__(self):  # what a tampered checkpoint would carry
         return (print, ("code ran",))
