@@ -44,8 +44,6 @@ import numpy as np
 import rasterio
 from scipy import ndimage
 
-from wsfusion_core.composite import blue_channel, equal_weights, min_blue
-
 S2_BANDS = (4, 3, 2)  # red, green, blue of the 13-band L1C stack
 S2_BLUE = 2  # band index (1-based) of blue
 S2_OVERCAST = "136_p280"  # the cloudy patch that is wholly clouded
@@ -218,13 +216,6 @@ def landsat_cases(root: Path, work: Path, stacks: int = LANDSAT_STACKS) -> list[
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with rasterio.open(path) as s:
         return s.read(), s.dataset_mask() > 0
-
-
-def min_blue_weights(case: Case, stack: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(K, H, W) the minimum-blue composite's 0/1 weights, as ``fuse --method min-blue`` makes
-    them: the product's choice on all bands of the inputs, blue the case's last network band."""
-    chosen = min_blue(stack, valid, blue_channel(case.bands, stack.shape[1]))
-    return equal_weights(chosen).astype(np.float64)
 
 
 def score(case: Case, fused: np.ndarray, weights: np.ndarray | None) -> dict[str, float]:
@@ -440,9 +431,7 @@ def figure(results_work: Path, cases: Sequence[Case], label: str, path: Path,
         fused = _read(results_work / f"{c.name}_{label}.tif")[0][idx]
         q = _read(results_work / f"{c.name}_{label}_q.tif")[0]
         med = _read(results_work / f"{c.name}_median.tif")[0][idx]
-        stack, vs = np.stack(data), np.stack(valid)
-        mb = min_blue_weights(c, stack, vs)
-        mbi = (stack[:, idx].astype(np.float64) * mb[:, None]).sum(axis=0)
+        mbi = _read(results_work / f"{c.name}_minblue.tif")[0][idx]
         panels = ([(f"input {i + 1}", rgb(d[idx])) for i, d in enumerate(data)]
                   + [None] * (kmax - len(data))
                   + [(f"weight {i + 1}", np.clip(w, 0, 1)) for i, w in enumerate(q)]

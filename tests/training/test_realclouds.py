@@ -12,6 +12,7 @@ import rasterio
 
 from training import realclouds as rc
 from training.cli import evaluate_main
+from wsfusion_core.composite import blue_channel, equal_weights, min_blue
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real_clouds"
 SHIPPED = Path(__file__).resolve().parents[2] / "wsfusion_core" / "data" / "weights" / \
@@ -36,20 +37,7 @@ def test_s2_clouded_finds_cloud_and_shadow_not_clear_ground():
     assert not m[22, 22] and not m[38, 38]  # away from the edges of the clouded areas
 
 
-def test_min_blue_picks_the_valid_input_with_the_lowest_blue_of_the_last_band():
-    data = np.zeros((3, 3, 2, 2))
-    data[:, 1] = [[[5, 1], [3, 3]], [[2, 2], [2, 9]], [[1, 7], [9, 1]]]  # band 2: blue
-    valid = np.ones((3, 2, 2), bool)
-    valid[2, 0, 0] = False  # the lowest blue there is invalid
-    case = rc.Case("t", [], (3, 1, 2), np.zeros((3, 2, 2), bool), valid,
-                   np.zeros((3, 2, 2)))
-    w = rc.min_blue_weights(case, data, valid)
-    assert w.sum(axis=0).tolist() == [[1, 1], [1, 1]]
-    assert w[:, 0, 0].tolist() == [0, 1, 0]
-    assert w[:, 1, 1].tolist() == [0, 0, 1]
-
-
-def test_min_blue_weights_match_the_blue_argmin_on_real_pairs(tmp_path):
+def test_min_blue_matches_the_blue_argmin_on_real_stacks(tmp_path):
     """On the real Sentinel-2 and Landsat cases the product's min-blue (ties broken by the other
     bands) chooses what a plain argmin of blue chooses wherever blue is not tied."""
     root = _need(REAL / "sen12mscr_pairs").parent
@@ -58,7 +46,7 @@ def test_min_blue_weights_match_the_blue_argmin_on_real_pairs(tmp_path):
     names = {"s2-85_p492+overcast", "landsat-2010179"}  # many blue ties in the Landsat one
     for case in [c for c in cases if c.name in names]:
         stack, valid = (np.stack(a) for a in zip(*(rc._read(p) for p in case.inputs)))
-        w = rc.min_blue_weights(case, stack, valid)
+        w = equal_weights(min_blue(stack, valid, blue_channel(case.bands, stack.shape[1])))
         blue = np.where(valid, stack[:, case.bands[-1] - 1].astype(np.float64), np.inf)
         untied = ((blue == blue.min(axis=0)).sum(axis=0) == 1) & valid.any(axis=0)
         argmin = np.arange(len(stack))[:, None, None] == blue.argmin(axis=0)
@@ -104,6 +92,12 @@ def test_shipped_model_on_a_real_pair_through_fuse(tmp_path):
     assert res["oracle"]["l1"] == 0.0 and res["oracle"]["gap"] == 1.0
     assert ours["overcast"] < 0.5 * mean["overcast"], res
     assert ours["leak"] < mean["leak"] and ours["l1"] < mean["l1"], res
+    # the figure is drawn from the files fuse wrote (ours, median, min-blue), nothing recomputed
+    png = rc.figure(tmp_path, [case], "default", tmp_path / "fig.png")
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.size[0] > 4 * im.size[1]  # one row: 3 inputs, 3 weights and 4 panels
 
 
 def test_cli_real_clouds_mode(tmp_path, capsys):
