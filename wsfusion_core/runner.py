@@ -194,6 +194,7 @@ class ModelRunner:
         self._strip: tuple[weakref.ref, torch.Tensor, torch.Tensor] | None = None
         self._consts: tuple[Any, tuple[int, ...], tuple[torch.Tensor, ...]] | None = None
         self._warming: Future | None = None
+        self._gathers: dict[tuple[int, int, int], torch.Tensor] = {}  # see _gather_index
 
     def warm_up(self) -> None:
         """On CUDA: start a background thread that runs the segmentation net once on a batch
@@ -332,23 +333,28 @@ class ModelRunner:
                           want_seg: bool, want_quality: bool
                           ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``learned`` with every step on the device, tensors returned there (for
-        device_blend): tiles cut from the strip uploaded once as stored, the network view
-        computed in the same float32 steps as ``view.network_view``, the weighting in the same
-        float type as ``learned``."""
+        device_blend), for any number of tiles of one row at once (the engine passes a whole
+        row): one gather of the tiles from the strip, uploaded once as stored; the network
+        view computed in the same float32 steps as ``view.network_view``; the networks called
+        on ``batch_size`` tiles at a time (the same calls as the per-batch path); the weighting
+        in the same float type as ``learned``, each as one operation over all the tiles."""
         self._warm()
         ds, vs = self._device_strip(plan, data, valid)
-        tw = plan.cols.tile
-        d = torch.stack([ds[..., t.x:t.x + tw] for t in batch])  # (B, K, C, T, T) as stored
-        val = torch.stack([vs[..., t.x:t.x + tw] for t in batch])  # (B, K, T, T)
-        lo, span, mean, std, idx = self._view_consts(scales, bands)
+        idx = self._gather_index(plan, batch, ds.device)
+        d = _gather(ds, idx, len(batch))  # (B, K, C, T, T) as stored
+        val = _gather(vs, idx, len(batch))  # (B, K, T, T)
+        lo, span, mean, std, bidx = self._view_consts(scales, bands)
         with torch.inference_mode():
-            img = d.index_select(2, idx).to(torch.float32)
+            img = d.index_select(2, bidx).to(torch.float32)
             img = ((img - lo) / span).clamp_(0.0, 1.0)
             img = ((img - mean) / std).masked_fill_(~val.unsqueeze(2), 0.0)
             img = img.contiguous()
             quality_logits: Any = self.model.quality_logits
+            n = self.batch_size
             with self._autocast():
-                logits = quality_logits(img, val) if self._set_aware else quality_logits(img)
+                logits = torch.cat([
+                    quality_logits(i, v) if self._set_aware else quality_logits(i)
+                    for i, v in zip(img.split(n), val.split(n))])
             w = quality_weights(logits, val)
             work = torch.float64 if data.dtype.itemsize > 2 else torch.float32
             orig = d.to(work).masked_fill(~val.unsqueeze(2), 0.0)  # NaN/sentinels → 0
@@ -357,9 +363,22 @@ class ModelRunner:
             if want_seg:
                 fused_view = weighted_sum(img, w)
                 with self._seg_precision():
-                    seg_logits = self.model.segmentation(fused_view)
+                    seg_logits = torch.cat([self.model.segmentation(f)
+                                            for f in fused_view.split(n)])
                 seg = torch.softmax(seg_logits.float(), dim=1)
             return fused, (w if want_quality else None), seg
+
+    def _gather_index(self, plan: WindowPlan, tiles: Sequence[Tile], device: torch.device
+                      ) -> torch.Tensor:
+        """The strip columns of ``tiles`` one after another (each tile ``plan.cols.tile``
+        wide), on the device; cached per plan and column range (every row has the same)."""
+        key = (id(plan), tiles[0].col, len(tiles))
+        cached = self._gathers.get(key)
+        if cached is None:
+            tw = plan.cols.tile
+            cols = np.concatenate([np.arange(t.x, t.x + tw) for t in tiles])
+            cached = self._gathers[key] = torch.from_numpy(cols).to(device)
+        return cached
 
     def segment(self, batch: Sequence[Tile], plan: WindowPlan, data: np.ndarray,
                 valid: np.ndarray, scales: Any, bands: tuple[int, ...], method: str
@@ -380,6 +399,14 @@ class ModelRunner:
             with self._seg_precision():
                 logits = self.model.segmentation(x)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+def _gather(strip: torch.Tensor, cols: torch.Tensor, n: int) -> torch.Tensor:
+    """(..., h, W) strip → (n, ..., h, T) tiles: one index_select of the tiles' columns
+    (``cols``: n runs of T columns), then the tile axis moved first (contiguous)."""
+    g = strip.index_select(-1, cols)
+    g = g.unflatten(-1, (n, g.shape[-1] // n))
+    return g.movedim(-2, 0).contiguous()
 
 
 def upload(a: np.ndarray, device: str) -> torch.Tensor:

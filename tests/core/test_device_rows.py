@@ -1,0 +1,176 @@
+"""Whole-row steps on the device path (issue 9, GPU host overhead): the tiles of a row are cut
+from the strip in one gather, weighted in one step and blended in a few passes
+(windows.row_passes). Float sums depend on their order, so every step must add exactly what the
+tile-by-tile path adds, in the same order: on the CPU the outputs are compared bit for bit with
+the tile-by-tile device buffer, the numpy buffer and the numpy engine path."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from helpers import smooth_image, write_raster
+
+from wsfusion_core import engines
+from wsfusion_core import runner as rn
+from wsfusion_core.blend import blend_device, buffer_for
+from wsfusion_core.engines import make_engine
+from wsfusion_core.grid import AlignedReader, align
+from wsfusion_core.loop import run_plan
+from wsfusion_core.view import parse_scale, view_radiometry
+from wsfusion_core.weights import resolve_weights
+from wsfusion_core.windows import plan_windows, row_passes
+
+PLANS = [(700, 1250, 300, 64),  # the usual overlap: two passes
+         (500, 900, 300, 180),  # overlaps of more than half a tile: three tiles per column
+         (200, 1250, 300, 64),  # one padded tile row
+         (700, 240, 300, 64)]   # one padded tile column
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+@pytest.mark.parametrize("height,width,tile,overlap", PLANS)
+def test_row_passes_add_every_tile_column_once_in_tile_order(height, width, tile, overlap):
+    plan = plan_windows(height, width, tile, overlap)
+    n = plan.cols.count
+    for cols in (list(range(n)), list(range(n))[1:] or [0], list(range(n))[:2]):
+        passes = row_passes(plan, cols)
+        seen: dict[int, list[int]] = {}
+        got = set()
+        for p in passes:
+            assert len(set(p.columns.tolist())) == len(p.columns)  # one tile per column
+            for t, loc, x, w in zip(p.tile, p.local, p.columns, p.weight):
+                c = cols[t]
+                assert x == plan.cols.starts[c] + loc and 0 <= loc < plan.cols.sizes[c]
+                assert w == plan.cols.weights[c][loc]
+                seen.setdefault(int(x), []).append(c)
+                got.add((c, int(loc)))
+        assert got == {(c, i) for c in cols for i in range(plan.cols.sizes[c])}
+        assert all(v == sorted(v) for v in seen.values())  # in tile order at every column
+        assert passes[0].contiguous
+    cover = np.zeros(width, int)
+    for x, w in zip(plan.cols.starts, plan.cols.sizes):
+        cover[x:x + w] += 1
+    assert len(row_passes(plan, list(range(n)))) == cover.max() == (
+        1 if n == 1 else 3 if overlap > tile // 2 else 2)
+    assert row_passes(plan_windows(200, 240, 300, 64), [0])[0].columns.tolist() == list(
+        range(240))  # a padded tile: its real columns only
+
+
+def _results(plan, r: int, k: int, count: int, work: np.dtype, seed: int):
+    """Random padded results for the tiles of row ``r``: (B, bands, T, T) each."""
+    rng = np.random.default_rng(seed)
+    b, th, tw = plan.cols.count, plan.rows.tile, plan.cols.tile
+    f = (rng.random((b, count, th, tw)) * 255).astype(work)
+    q = rng.random((b, k, th, tw), np.float32)  # any floats: only the sums are compared
+    s = rng.random((b, 3, th, tw), np.float32)
+    return f, q, s
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+@pytest.mark.parametrize("height,width,tile,overlap", PLANS)
+@pytest.mark.parametrize("group", [1, 3, None])
+def test_add_tiles_equals_adding_tile_by_tile(device, dtype, height, width, tile, overlap,
+                                              group):
+    plan = plan_windows(height, width, tile, overlap)
+    k, count = 4, 3
+    work = np.float64 if np.dtype(dtype).itemsize > 2 else np.float32
+    rows: dict[str, list] = {"numpy": [], "tiles": [], "rows": []}
+    bufs = {"numpy": buffer_for(plan, width, count, k, dtype, 0, 3, True),
+            "tiles": buffer_for(plan, width, count, k, dtype, 0, 3, True, device=device),
+            "rows": buffer_for(plan, width, count, k, dtype, 0, 3, True, device=device)}
+    for r in range(plan.rows.count):
+        y0, y1 = plan.row_span(r)
+        valid = np.random.default_rng(r).random((y1 - y0, width)) > 0.05
+        f, q, s = _results(plan, r, k, count, work, seed=r)
+        tiles = plan.tiles_in_row(r)
+        for name, buf in bufs.items():
+            buf.mark_valid(y0, valid)
+            if name == "rows":
+                step = group or len(tiles)
+                for i in range(0, len(tiles), step):
+                    buf.add_tiles(plan, tiles[i:i + step],
+                                  *(torch.from_numpy(a[i:i + step]).to(device) for a in (f, q, s)))
+            for i, t in enumerate(tiles if name != "rows" else []):
+                cut = [a[i][:, :t.height, :t.width] for a in (f, q, s)]
+                if name == "numpy":
+                    buf.add(t.y, t.x, plan.weight(t), *cut)
+                else:
+                    buf.add(t.y, t.x, buf.tile_weight(plan, t),
+                            *(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in cut))
+            taken = buf.take(plan.finished_before(r))
+            rows[name].append(taken.result() if hasattr(taken, "result") else taken)
+    for a, b in zip(rows["tiles"], rows["rows"]):  # the same device, the same order: equal
+        for field in ("fused", "classes", "quality"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    if device == "cpu":
+        for a, b in zip(rows["numpy"], rows["rows"]):
+            for field in ("fused", "classes", "quality"):
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gather_cuts_the_tiles_of_a_row(device):
+    plan = plan_windows(300, 1250, 300, 64)
+    tiles = plan.tiles_in_row(0)
+    rng = np.random.default_rng(0)
+    data = rn.upload(rng.integers(0, 255, (4, 3, 300, 1250), dtype=np.uint8), device)
+    valid = rn.upload(rng.random((4, 300, 1250)) > 0.1, device)
+    runner = rn.ModelRunner.__new__(rn.ModelRunner)
+    runner._gathers = {}
+    for group in (tiles, tiles[1:4]):
+        idx = runner._gather_index(plan, group, data.device)
+        for strip in (data, valid):
+            want = torch.stack([strip[..., t.x:t.x + 300] for t in group])
+            got = rn._gather(strip, idx, len(group))
+            assert got.is_contiguous() and got.dtype == strip.dtype
+            assert torch.equal(got, want)
+
+
+def _stack(tmp_path, k: int, height: int, width: int) -> list:
+    """K real GeoTIFFs: smooth content, nodata 0, a different hole in each."""
+    paths = []
+    for i in range(k):
+        img = smooth_image(height, width, seed=i)
+        img[:, 40 * i:40 * i + 90, 200 * i:200 * i + 150] = 0
+        paths.append(write_raster(tmp_path / f"in_{i}.tif", img, nodata=0))
+    return paths
+
+
+def _engine_run(runner: rn.ModelRunner, inputs: list) -> tuple[np.ndarray, ...]:
+    al = align(inputs)
+    g = al.grid
+    plan = plan_windows(g.height, g.width, runner.info.tile_size, 64)
+    readers = [AlignedReader(i, g) for i in al.inputs]
+    try:
+        scales = view_radiometry(readers, (1, 2, 3), parse_scale(None)).scales()
+        engine = make_engine("learned", runner, scales, (1, 2, 3), True, True)
+        buffer = buffer_for(plan, g.width, al.count, len(inputs), "uint8", 0, 3, True,
+                            device=blend_device("learned", runner))
+        rows: list = []
+        run_plan(plan, readers, engine, buffer, rows.append)
+    finally:
+        for rd in readers:
+            rd.close()
+    return tuple(np.concatenate([getattr(r, f) for r in rows], axis=1)
+                 for f in ("fused", "classes", "quality"))
+
+
+def test_whole_row_device_path_equals_the_numpy_path(tmp_path, monkeypatch):
+    """The shipped networks on a 3 x 5 tile stack (K = 3, so network calls of 2 tiles hold an
+    odd number of images): whole rows, and rows cut into steps of 4 tiles, give the numpy
+    path's outputs bit for bit."""
+    inputs = _stack(tmp_path, 3, 700, 1250)
+    runner = rn.load_runner(resolve_weights(None), "cpu", None, lambda _m: None, "test")
+    assert runner.blend_device is None
+    device = rn.ModelRunner(runner.model, runner.info,
+                            dataclasses.replace(runner.policy, device_side=True))
+    want = _engine_run(runner, inputs)
+    for row_tiles in (engines.ROW_TILES, 3):
+        monkeypatch.setattr(engines, "ROW_TILES", row_tiles)
+        got = _engine_run(device, inputs)
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b)
+    assert engines.row_group(2) == 4 and engines.row_group(32) == 32
