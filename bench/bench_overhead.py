@@ -4,6 +4,9 @@ zeros of their output shape (zero-cost networks), for the numpy path
 (the CPU's) and the device path (view, weights and blending in torch: device_blend, what a CUDA
 run uses) run here on the CPU. On a GPU the networks take milliseconds, so this overhead is what
 limits learned fusion there (docs/benchmark.md, GPU). Synthetic inputs (bench_fuse.write_input).
+"torch ops" counts the operations a run dispatches (one extra, untimed run): on a GPU each is a
+kernel launch or at least a round through the dispatcher, host time that no faster GPU removes,
+so the count says what a CPU timing cannot.
 
     python bench/bench_overhead.py --size 2048 --k 6 [--device cpu|cuda] [--repeat 1]
 """
@@ -43,6 +46,22 @@ def zero_cost(runner):  # noqa: ANN001, ANN201 - bench helper
             convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
             setattr(model, name, Zeros(convs[-1].out_channels))
     return runner
+
+
+def count_ops(runner, inputs: list[str], seg: bool, quality: bool) -> int:  # noqa: ANN001
+    """torch operations one run dispatches (every aten call, views included)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        run_once(runner, inputs, seg, quality)
+    return Count.n
 
 
 def run_once(runner, inputs: list[str], seg: bool, quality: bool) -> float:  # noqa: ANN001
@@ -101,6 +120,8 @@ def main() -> None:
                      base.policy, device_side=True))}
         times: dict[tuple[str, str], list[float]] = {}
         configs = {"learned": (False, False), "learned+seg+quality": (True, True)}
+        ops = {(c, p): count_ops(r, inputs, *configs[c]) for c in configs
+               for p, r in paths.items()}
         for _ in range(args.repeat):
             for cname, (seg, q) in configs.items():
                 for pname, runner in paths.items():
@@ -109,11 +130,11 @@ def main() -> None:
     mpx = args.size ** 2 / 1e6
     print(f"# zero-cost networks (zeros of the output shape), synthetic RGB uint8 {args.size}², "
           f"K={args.k}, device {args.device}, {args.repeat} round(s); no output written")
-    print("| config | path | median s | best s | Mpx/s (best) |")
-    print("|---|---|---|---|---|")
+    print("| config | path | median s | best s | Mpx/s (best) | torch ops |")
+    print("|---|---|---|---|---|---|")
     for (cname, pname), ts in times.items():
         print(f"| {cname} | {pname} | {statistics.median(ts):.2f} | {min(ts):.2f} | "
-              f"{mpx / min(ts):.2f} |")
+              f"{mpx / min(ts):.2f} | {ops[cname, pname]} |")
 
 
 if __name__ == "__main__":

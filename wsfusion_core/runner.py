@@ -194,7 +194,6 @@ class ModelRunner:
         self._strip: tuple[weakref.ref, torch.Tensor, torch.Tensor] | None = None
         self._consts: tuple[Any, tuple[int, ...], tuple[torch.Tensor, ...]] | None = None
         self._warming: Future | None = None
-        self._gathers: dict[tuple[int, int, int], torch.Tensor] = {}  # see _gather_index
 
     def warm_up(self) -> None:
         """On CUDA: start a background thread that runs the segmentation net once on a batch
@@ -334,15 +333,17 @@ class ModelRunner:
                           ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``learned`` with every step on the device, tensors returned there (for
         device_blend), for any number of tiles of one row at once (the engine passes a whole
-        row): one gather of the tiles from the strip, uploaded once as stored; the network
+        row): the tiles cut from the strip, uploaded once as stored; the network
         view computed in the same float32 steps as ``view.network_view``; the networks called
         on ``batch_size`` tiles at a time (the same calls as the per-batch path); the weighting
         in the same float type as ``learned``, each as one operation over all the tiles."""
         self._warm()
         ds, vs = self._device_strip(plan, data, valid)
-        idx = self._gather_index(plan, batch, ds.device)
-        d = _gather(ds, idx, len(batch))  # (B, K, C, T, T) as stored
-        val = _gather(vs, idx, len(batch))  # (B, K, T, T)
+        # One copy of the tiles' slices each (measured on the CPU: 100x faster than an
+        # index_select of their columns; one kernel on CUDA).
+        tw = plan.cols.tile
+        d = torch.stack([ds[..., t.x:t.x + tw] for t in batch])  # (B, K, C, T, T) as stored
+        val = torch.stack([vs[..., t.x:t.x + tw] for t in batch])  # (B, K, T, T)
         lo, span, mean, std, bidx = self._view_consts(scales, bands)
         with torch.inference_mode():
             img = d.index_select(2, bidx).to(torch.float32)
@@ -368,18 +369,6 @@ class ModelRunner:
                 seg = torch.softmax(seg_logits.float(), dim=1)
             return fused, (w if want_quality else None), seg
 
-    def _gather_index(self, plan: WindowPlan, tiles: Sequence[Tile], device: torch.device
-                      ) -> torch.Tensor:
-        """The strip columns of ``tiles`` one after another (each tile ``plan.cols.tile``
-        wide), on the device; cached per plan and column range (every row has the same)."""
-        key = (id(plan), tiles[0].col, len(tiles))
-        cached = self._gathers.get(key)
-        if cached is None:
-            tw = plan.cols.tile
-            cols = np.concatenate([np.arange(t.x, t.x + tw) for t in tiles])
-            cached = self._gathers[key] = torch.from_numpy(cols).to(device)
-        return cached
-
     def segment(self, batch: Sequence[Tile], plan: WindowPlan, data: np.ndarray,
                 valid: np.ndarray, scales: Any, bands: tuple[int, ...], method: str
                 ) -> np.ndarray:
@@ -399,14 +388,6 @@ class ModelRunner:
             with self._seg_precision():
                 logits = self.model.segmentation(x)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
-
-
-def _gather(strip: torch.Tensor, cols: torch.Tensor, n: int) -> torch.Tensor:
-    """(..., h, W) strip → (n, ..., h, T) tiles: one index_select of the tiles' columns
-    (``cols``: n runs of T columns), then the tile axis moved first (contiguous)."""
-    g = strip.index_select(-1, cols)
-    g = g.unflatten(-1, (n, g.shape[-1] // n))
-    return g.movedim(-2, 0).contiguous()
 
 
 def upload(a: np.ndarray, device: str) -> torch.Tensor:

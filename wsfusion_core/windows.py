@@ -151,6 +151,14 @@ class RowPass:
     def contiguous(self) -> bool:
         return bool(self.columns[-1] - self.columns[0] + 1 == len(self.columns))
 
+    @property
+    def runs(self) -> list[tuple[int, int, int]]:
+        """The pass as (tile, first local column, end) runs, in column order: slices of the
+        tiles' results that, concatenated, give the pass's columns."""
+        cut = np.flatnonzero((np.diff(self.tile) != 0) | (np.diff(self.local) != 1)) + 1
+        return [(int(self.tile[i]), int(self.local[i]), int(self.local[j - 1]) + 1)
+                for i, j in zip(np.r_[0, cut], np.r_[cut, len(self.tile)])]
+
 
 def row_passes(plan: WindowPlan, cols: Sequence[int]) -> list[RowPass]:
     """Blending tiles ``cols`` (consecutive columns of the plan, in order) as a few whole-row
