@@ -42,10 +42,11 @@ class LearnedEngine:
         assert x0 == 0, "network strips are read full width"
         tiles = plan.tiles_in_row(r)
         if getattr(buffer, "on_device", False):
-            # A buffer on the runner's device (device_blend): whole-row steps on tensors that
-            # never leave it (the networks still see ``batch_size`` tiles per call).
+            # A buffer on the runner's device (device_blend): steps of up to a whole row
+            # (``Policy.row_tiles``) on tensors that never leave it; the networks still see
+            # ``batch_size`` tiles per call.
             device: Any = buffer
-            for group in batches(tiles, row_group(self.runner.batch_size)):
+            for group in batches(tiles, self.runner.policy.row_group):
                 device.add_tiles(plan, group, *self.runner.learned_on_device(
                     group, plan, data, valid, self.scales, self.bands,
                     want_seg=self.segmentation, want_quality=self.quality))
@@ -61,16 +62,6 @@ class LearnedEngine:
                            qual[i][:, :h, :w] if qual is not None else None,
                            seg[i][:, :h, :w] if seg is not None else None)
             yield len(batch)
-
-
-ROW_TILES = 48  # tiles per whole-row device step: a full row of 300 px tiles up to ~11000 px
-
-
-def row_group(batch_size: int) -> int:
-    """Tiles per device step: ``ROW_TILES`` (bounding the device memory of one step on wide
-    rasters) rounded up to whole network batches, so the networks see the same batches as
-    the per-batch path."""
-    return -(-ROW_TILES // batch_size) * batch_size
 
 
 class CompositeEngine:

@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     from .weights import ModelInfo
 
 TILES_CPU, TILES_GPU = 2, 32  # default tiles cut from the strip per runner call
+# Tiles per device-path step on CUDA (view, weights and blend as one set of operations, the
+# networks still called per batch): a whole row of 300 px tiles up to ~11000 px, so the kernel
+# launches per row no longer grow with its tiles (docs/benchmark.md, host overhead).
+ROW_TILES_GPU = 48
 IMAGES_PER_CALL_CPU = 2  # images per network call on a CPU (1 and 2 measure the same)
 
 
@@ -59,6 +63,15 @@ class Policy:
     # The segmentation net's autocast dtype (None: float32, TF32 off); apart from ``amp`` so
     # that each network's precision can be measured alone (scripts/gpu_precision_check.py).
     seg_amp: torch.dtype | None = None
+    # Tiles per device-path step (None: one batch). On a CPU larger steps were slower
+    # (bigger temporaries; the launches they save cost little there), so only CUDA sets it.
+    row_tiles: int | None = None
+
+    @property
+    def row_group(self) -> int:
+        """Tiles per device-path step: ``row_tiles`` rounded up to whole batches, so the
+        networks see the same batches whatever the step."""
+        return -(-(self.row_tiles or self.tiles) // self.tiles) * self.tiles
 
     def describe(self) -> str:
         per_call = (f"{self.images_per_call} image(s) per network call"
@@ -68,7 +81,8 @@ class Policy:
             f"quality net {names[self.amp]}, segmentation {names[self.seg_amp]}"
         return (f"{self.tiles} tile(s) per batch, {per_call}, {amp}"
                 + (", torch.compile" if self.compile else "")
-                + (", view/weights/blend on the device" if self.device_side else ""))
+                + (f", view/weights/blend on the device, {self.row_group} tile(s) per step"
+                   if self.device_side else ""))
 
 
 def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
@@ -78,7 +92,7 @@ def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
     if device.startswith("cuda"):
         return Policy(device, batch_size or TILES_GPU, None,
                       torch.bfloat16 if bf16 else None, compile, device_side=True,
-                      seg_amp=torch.bfloat16 if bf16 else None)
+                      seg_amp=torch.bfloat16 if bf16 else None, row_tiles=ROW_TILES_GPU)
     return Policy(device, batch_size or TILES_CPU, IMAGES_PER_CALL_CPU,
                   torch.bfloat16 if bf16 else None, compile,
                   seg_amp=torch.bfloat16 if bf16 else None)

@@ -13,7 +13,6 @@ import pytest
 import torch
 from helpers import smooth_image, write_raster
 
-from wsfusion_core import engines
 from wsfusion_core import runner as rn
 from wsfusion_core.blend import blend_device, buffer_for
 from wsfusion_core.engines import make_engine
@@ -144,19 +143,24 @@ def _engine_run(runner: rn.ModelRunner, inputs: list) -> tuple[np.ndarray, ...]:
                  for f in ("fused", "classes", "quality"))
 
 
-def test_whole_row_device_path_equals_the_numpy_path(tmp_path, monkeypatch):
-    """The shipped networks on a 3 x 5 tile stack (K = 3, so network calls of 2 tiles hold an
-    odd number of images): whole rows, and rows cut into steps of 4 tiles, give the numpy
-    path's outputs bit for bit."""
-    inputs = _stack(tmp_path, 3, 700, 1250)
+def test_whole_row_device_path_equals_the_numpy_path(tmp_path):
+    """The shipped networks on a 3 x 6 tile stack (K = 3, so network calls of 2 tiles hold an
+    odd number of images): device steps of one batch (the CPU policy), of whole rows (as on
+    CUDA) and of 4 tiles (rows cut mid-way) give the numpy path's outputs bit for bit."""
+    inputs = _stack(tmp_path, 3, 700, 1450)
     runner = rn.load_runner(resolve_weights(None), "cpu", None, lambda _m: None, "test")
-    assert runner.blend_device is None
-    device = rn.ModelRunner(runner.model, runner.info,
-                            dataclasses.replace(runner.policy, device_side=True))
+    assert runner.blend_device is None and runner.policy.row_group == runner.batch_size == 2
     want = _engine_run(runner, inputs)
-    for row_tiles in (engines.ROW_TILES, 3):
-        monkeypatch.setattr(engines, "ROW_TILES", row_tiles)
-        got = _engine_run(device, inputs)
+    for row_tiles, group in ((None, 2), (rn.ROW_TILES_GPU, 48), (3, 4)):
+        policy = dataclasses.replace(runner.policy, device_side=True, row_tiles=row_tiles)
+        assert policy.row_group == group
+        got = _engine_run(rn.ModelRunner(runner.model, runner.info, policy), inputs)
         for a, b in zip(want, got):
             np.testing.assert_array_equal(a, b)
-    assert engines.row_group(2) == 4 and engines.row_group(32) == 32
+
+
+def test_cuda_policy_blends_whole_rows():
+    policy = rn.policy_for("cuda")
+    assert policy.device_side and policy.row_group == 64  # 48 tiles rounded up to 2 batches
+    assert "64 tile(s) per step" in policy.describe()
+    assert rn.policy_for("cpu").row_group == rn.TILES_CPU
