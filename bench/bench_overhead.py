@@ -8,7 +8,8 @@ limits learned fusion there (docs/benchmark.md, GPU). Synthetic inputs (bench_fu
 apart): on a GPU each is a kernel launch, host time that no faster GPU removes, so the count
 says what a CPU timing cannot.
 
-    python bench/bench_overhead.py --size 2048 --k 6 [--device cpu|cuda] [--repeat 1] [--plain-gdal]
+    python bench/bench_overhead.py --size 2048 --k 6 [--device cpu|cuda] [--repeat 1]
+        [--tiles 32] [--plain-gdal]
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds: median and best")
     ap.add_argument("--tmp", default=None)
+    ap.add_argument("--tiles", type=int, default=None,
+                    help="tiles per network batch (default: the device's; CUDA's is 32)")
     ap.add_argument("--plain-gdal", action="store_true",
                     help="GDAL's defaults (one decoding thread) instead of fuse's settings")
     args = ap.parse_args()
@@ -135,11 +138,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         inputs = [str(write_input(Path(tmp) / f"in_{i}.tif", args.size, i)) for i in range(args.k)]
-        base = zero_cost(rn.load_runner(resolve_weights(None), args.device, None,
+        base = zero_cost(rn.load_runner(resolve_weights(None), args.device, args.tiles,
                                         lambda _m: None, "bench"))
         cpu_policy = dataclasses.replace(base.policy, device_side=False)
         paths = {"numpy path": rn.ModelRunner(base.model, base.info, cpu_policy)}
-        whole = getattr(rn, "ROW_TILES_GPU", None)  # None: the code before whole-row steps
+        whole = getattr(rn, "ROW_TILES", None)  # None: the code before whole-row steps
         steps = ({"device path, per batch": None, "device path, whole rows": whole} if whole
                  else {"device path": None})
         for name, rows in steps.items():
@@ -157,7 +160,8 @@ def main() -> None:
                         run_once(runner, inputs, seg, q, not args.plain_gdal))
     mpx = args.size ** 2 / 1e6
     print(f"# zero-cost networks (zeros of the output shape), synthetic RGB uint8 {args.size}², "
-          f"K={args.k}, device {args.device}, {args.repeat} round(s); no output written; GDAL "
+          f"K={args.k}, device {args.device}, {base.batch_size} tiles per batch, "
+          f"{args.repeat} round(s); no output written; GDAL "
           f"{'defaults' if args.plain_gdal else 'settings as in fuse (gdal_cache)'}")
     print("| config | path | median s | best s | Mpx/s (best) | kernel ops | views |")
     print("|---|---|---|---|---|---|---|")

@@ -41,10 +41,11 @@ if TYPE_CHECKING:
     from .weights import ModelInfo
 
 TILES_CPU, TILES_GPU = 2, 32  # default tiles cut from the strip per runner call
-# Tiles per device-path step on CUDA (view, weights and blend as one set of operations, the
-# networks still called per batch): a whole row of 300 px tiles up to ~11000 px, so the kernel
-# launches per row no longer grow with its tiles (docs/benchmark.md, host overhead).
-ROW_TILES_GPU = 48
+# Whole-row device-path steps (Policy.row_tiles, opt-in): a row of 300 px tiles up to ~11000 px
+# in one step. Not the default: on the CPU they measured slower than one batch per step, and
+# on CUDA one batch is already 32 tiles, a whole row up to ~7500 px (docs/benchmark.md, host
+# overhead); bench_overhead measures both on a GPU.
+ROW_TILES = 48
 IMAGES_PER_CALL_CPU = 2  # images per network call on a CPU (1 and 2 measure the same)
 
 
@@ -63,8 +64,8 @@ class Policy:
     # The segmentation net's autocast dtype (None: float32, TF32 off); apart from ``amp`` so
     # that each network's precision can be measured alone (scripts/gpu_precision_check.py).
     seg_amp: torch.dtype | None = None
-    # Tiles per device-path step (None: one batch). On a CPU larger steps were slower
-    # (bigger temporaries; the launches they save cost little there), so only CUDA sets it.
+    # Tiles per device-path step (view, weights and blend as one set of operations per step;
+    # None: one batch, ``tiles``).
     row_tiles: int | None = None
 
     @property
@@ -92,7 +93,7 @@ def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
     if device.startswith("cuda"):
         return Policy(device, batch_size or TILES_GPU, None,
                       torch.bfloat16 if bf16 else None, compile, device_side=True,
-                      seg_amp=torch.bfloat16 if bf16 else None, row_tiles=ROW_TILES_GPU)
+                      seg_amp=torch.bfloat16 if bf16 else None)
     return Policy(device, batch_size or TILES_CPU, IMAGES_PER_CALL_CPU,
                   torch.bfloat16 if bf16 else None, compile,
                   seg_amp=torch.bfloat16 if bf16 else None)
@@ -346,11 +347,11 @@ class ModelRunner:
                           want_seg: bool, want_quality: bool
                           ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``learned`` with every step on the device, tensors returned there (for
-        device_blend), for any number of tiles of one row at once (the engine passes a whole
-        row): the tiles cut from the strip, uploaded once as stored; the network
-        view computed in the same float32 steps as ``view.network_view``; the networks called
-        on ``batch_size`` tiles at a time (the same calls as the per-batch path); the weighting
-        in the same float type as ``learned``, each as one operation over all the tiles."""
+        device_blend), for any number of tiles of one row (the engine passes one step,
+        ``Policy.row_group``): the tiles cut from the strip, uploaded once as stored; the
+        network view in the same float32 steps as ``view.network_view``; the networks called on
+        ``batch_size`` tiles at a time (the calls of the per-batch path); the weighting in the
+        same float type as ``learned``, each one operation over all the step's tiles."""
         self._warm()
         ds, vs = self._device_strip(plan, data, valid)
         # One copy of the tiles' slices each (measured on the CPU: 100x faster than an

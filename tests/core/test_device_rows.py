@@ -151,7 +151,7 @@ def test_whole_row_device_path_equals_the_numpy_path(tmp_path):
     runner = rn.load_runner(resolve_weights(None), "cpu", None, lambda _m: None, "test")
     assert runner.blend_device is None and runner.policy.row_group == runner.batch_size == 2
     want = _engine_run(runner, inputs)
-    for row_tiles, group in ((None, 2), (rn.ROW_TILES_GPU, 48), (3, 4)):
+    for row_tiles, group in ((None, 2), (rn.ROW_TILES, 48), (3, 4)):
         policy = dataclasses.replace(runner.policy, device_side=True, row_tiles=row_tiles)
         assert policy.row_group == group
         got = _engine_run(rn.ModelRunner(runner.model, runner.info, policy), inputs)
@@ -159,8 +159,10 @@ def test_whole_row_device_path_equals_the_numpy_path(tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
-def test_cuda_policy_blends_whole_rows():
+def test_device_steps_are_whole_batches():
     policy = rn.policy_for("cuda")
-    assert policy.device_side and policy.row_group == 64  # 48 tiles rounded up to 2 batches
-    assert "64 tile(s) per step" in policy.describe()
+    assert policy.device_side and policy.row_group == rn.TILES_GPU  # one batch per step
+    assert f"{rn.TILES_GPU} tile(s) per step" in policy.describe()
+    whole = dataclasses.replace(policy, row_tiles=rn.ROW_TILES)
+    assert whole.row_group == 64  # 48 tiles rounded up to whole batches of 32
     assert rn.policy_for("cpu").row_group == rn.TILES_CPU
