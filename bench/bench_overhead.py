@@ -9,7 +9,7 @@ apart): on a GPU each is a kernel launch, host time that no faster GPU removes, 
 says what a CPU timing cannot.
 
     python bench/bench_overhead.py --size 2048 --k 6 [--device cpu|cuda] [--repeat 1]
-        [--tiles 32] [--plain-gdal]
+        [--tiles 32] [--plain-gdal] [--no-ops]
 """
 
 from __future__ import annotations
@@ -129,6 +129,8 @@ def main() -> None:
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--tiles", type=int, default=None,
                     help="tiles per network batch (default: the device's; CUDA's is 32)")
+    ap.add_argument("--no-ops", action="store_true",
+                    help="skip the untimed run that counts torch ops (the same on every device)")
     ap.add_argument("--plain-gdal", action="store_true",
                     help="GDAL's defaults (one decoding thread) instead of fuse's settings")
     args = ap.parse_args()
@@ -151,8 +153,9 @@ def main() -> None:
                 base.policy, device_side=True, **extra))
         times: dict[tuple[str, str], list[float]] = {}
         configs = {"learned": (False, False), "learned+seg+quality": (True, True)}
-        ops = {(c, p): count_ops(r, inputs, *configs[c], not args.plain_gdal) for c in configs
-               for p, r in paths.items()}
+        ops = {(c, p): (("-", "-") if args.no_ops else
+                        count_ops(r, inputs, *configs[c], not args.plain_gdal))
+               for c in configs for p, r in paths.items()}
         for _ in range(args.repeat):
             for cname, (seg, q) in configs.items():
                 for pname, runner in paths.items():
