@@ -4,8 +4,12 @@ zeros of their output shape (zero-cost networks), for the numpy path
 (the CPU's) and the device path (view, weights and blending in torch: device_blend, what a CUDA
 run uses) run here on the CPU. On a GPU the networks take milliseconds, so this overhead is what
 limits learned fusion there (docs/benchmark.md, GPU). Synthetic inputs (bench_fuse.write_input).
+"kernel ops" counts the computing torch operations a run dispatches (one extra, untimed run; views
+apart): on a GPU each is a kernel launch, host time that no faster GPU removes, so the count
+says what a CPU timing cannot.
 
     python bench/bench_overhead.py --size 2048 --k 6 [--device cpu|cuda] [--repeat 1]
+        [--tiles 32] [--plain-gdal] [--no-ops]
 """
 
 from __future__ import annotations
@@ -45,7 +49,44 @@ def zero_cost(runner):  # noqa: ANN001, ANN201 - bench helper
     return runner
 
 
-def run_once(runner, inputs: list[str], seg: bool, quality: bool) -> float:  # noqa: ANN001
+def count_ops(runner, inputs: list[str], seg: bool, quality: bool,  # noqa: ANN001
+              gdal_env: bool) -> tuple[int, int]:
+    """torch operations one run dispatches: (computing ones, in-place included: a kernel
+    launch each on a GPU; views: dispatcher work only)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts = [0, 0]
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            view = any(r.alias_info is not None and not r.alias_info.is_write
+                       for r in func._schema.returns)
+            counts[view] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        run_once(runner, inputs, seg, quality, gdal_env)
+    return counts[0], counts[1]
+
+
+def run_once(runner, inputs: list[str], seg: bool, quality: bool,  # noqa: ANN001
+             gdal_env: bool = True) -> float:
+    """One timed run of the engine loop; with ``gdal_env`` in the GDAL settings ``fuse`` runs
+    with (writers.gdal_cache: all cores decode, a cache for one strip's block rows)."""
+    import contextlib
+
+    from wsfusion_core.grid import align
+    from wsfusion_core.writers import gdal_cache
+
+    al = align(inputs)
+    per_px = al.count + (1 if seg else 0) + (4 * len(inputs) if quality else 0)
+    env = (gdal_cache(al.grid.width, per_px, al.inputs, True) if gdal_env
+           else contextlib.nullcontext())
+    with env:
+        return _run_once(runner, inputs, seg, quality)
+
+
+def _run_once(runner, inputs: list[str], seg: bool, quality: bool) -> float:  # noqa: ANN001
     from wsfusion_core.blend import blend_device, buffer_for
     from wsfusion_core.engines import make_engine
     from wsfusion_core.grid import AlignedReader, align
@@ -86,6 +127,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds: median and best")
     ap.add_argument("--tmp", default=None)
+    ap.add_argument("--tiles", type=int, default=None,
+                    help="tiles per network batch (default: the device's; CUDA's is 32)")
+    ap.add_argument("--no-ops", action="store_true",
+                    help="skip the untimed run that counts torch ops (the same on every device)")
+    ap.add_argument("--plain-gdal", action="store_true",
+                    help="GDAL's defaults (one decoding thread) instead of fuse's settings")
     args = ap.parse_args()
 
     from wsfusion_core import runner as rn
@@ -93,27 +140,37 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         inputs = [str(write_input(Path(tmp) / f"in_{i}.tif", args.size, i)) for i in range(args.k)]
-        base = zero_cost(rn.load_runner(resolve_weights(None), args.device, None,
+        base = zero_cost(rn.load_runner(resolve_weights(None), args.device, args.tiles,
                                         lambda _m: None, "bench"))
         cpu_policy = dataclasses.replace(base.policy, device_side=False)
-        paths = {"numpy path": rn.ModelRunner(base.model, base.info, cpu_policy),
-                 "device path": rn.ModelRunner(base.model, base.info, dataclasses.replace(
-                     base.policy, device_side=True))}
+        paths = {"numpy path": rn.ModelRunner(base.model, base.info, cpu_policy)}
+        whole = getattr(rn, "ROW_TILES", None)  # None: the code before whole-row steps
+        steps = ({"device path, per batch": None, "device path, whole rows": whole} if whole
+                 else {"device path": None})
+        for name, rows in steps.items():
+            extra = {"row_tiles": rows} if whole else {}
+            paths[name] = rn.ModelRunner(base.model, base.info, dataclasses.replace(
+                base.policy, device_side=True, **extra))
         times: dict[tuple[str, str], list[float]] = {}
         configs = {"learned": (False, False), "learned+seg+quality": (True, True)}
+        ops = {(c, p): (("-", "-") if args.no_ops else
+                        count_ops(r, inputs, *configs[c], not args.plain_gdal))
+               for c in configs for p, r in paths.items()}
         for _ in range(args.repeat):
             for cname, (seg, q) in configs.items():
                 for pname, runner in paths.items():
                     times.setdefault((cname, pname), []).append(
-                        run_once(runner, inputs, seg, q))
+                        run_once(runner, inputs, seg, q, not args.plain_gdal))
     mpx = args.size ** 2 / 1e6
     print(f"# zero-cost networks (zeros of the output shape), synthetic RGB uint8 {args.size}², "
-          f"K={args.k}, device {args.device}, {args.repeat} round(s); no output written")
-    print("| config | path | median s | best s | Mpx/s (best) |")
-    print("|---|---|---|---|---|")
+          f"K={args.k}, device {args.device}, {base.batch_size} tiles per batch, "
+          f"{args.repeat} round(s); no output written; GDAL "
+          f"{'defaults' if args.plain_gdal else 'settings as in fuse (gdal_cache)'}")
+    print("| config | path | median s | best s | Mpx/s (best) | kernel ops | views |")
+    print("|---|---|---|---|---|---|---|")
     for (cname, pname), ts in times.items():
         print(f"| {cname} | {pname} | {statistics.median(ts):.2f} | {min(ts):.2f} | "
-              f"{mpx / min(ts):.2f} |")
+              f"{mpx / min(ts):.2f} | {ops[cname, pname][0]} | {ops[cname, pname][1]} |")
 
 
 if __name__ == "__main__":

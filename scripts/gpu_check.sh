@@ -58,7 +58,7 @@ if [ "${GPU_SMOKE:-0}" != "1" ] && [ "${GPU_BENCH:-1}" = "1" ]; then
     --configs learned,learned+seg --budget 130 --max-seconds 60 > "$OUT/bench.txt" 2>&1
   echo "bench exit $?" >> "$OUT/bench.txt"; cat "$OUT/bench.txt"
   if [ $(( $(date +%s) - T0 )) -lt 290 ]; then  # what the pipeline costs around free networks
-    timeout 50 python3 bench/bench_overhead.py --device cuda --size 4096 --k 6 \
+    timeout 80 python3 bench/bench_overhead.py --device cuda --size 4096 --k 6 --no-ops \
       >> "$OUT/bench.txt" 2>&1; echo "bench_overhead exit $?" >> "$OUT/bench.txt"
   fi
 fi

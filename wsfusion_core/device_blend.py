@@ -12,7 +12,7 @@ the CPU against ``StripBuffer``). Only imported when a network runs.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ import torch
 from .blend import FinishedRows, StripBuffer, put_nodata
 from .classes import SEGMENTATION_NODATA
 from .runner import upload
-from .windows import Tile, WindowPlan
+from .windows import Tile, WindowPlan, row_passes
 
 
 class DeviceStripBuffer:
@@ -46,18 +46,32 @@ class DeviceStripBuffer:
         self.qsum = torch.zeros((k, h, width), dtype=f32, device=dev) if quality else None
         self.dtype, self.nodata = dt, nodata
         self._axis: dict[tuple[int, str, int], torch.Tensor] = {}  # 1-D weights, on the device
+        self._pass_cache: dict[tuple[int, int, int], list[Pass]] = {}  # add_tiles' passes
+
+    def _axis_weight(self, plan: WindowPlan, kind: str, i: int) -> torch.Tensor:
+        """Row (``r``) or column (``c``) ``i``'s 1-D weights, uploaded once per plan."""
+        key = (id(plan), kind, i)
+        if key not in self._axis:
+            self._axis[key] = upload((plan.rows if kind == "r" else plan.cols).weights[i],
+                                     self._name)
+        return self._axis[key]
 
     def tile_weight(self, plan: WindowPlan, tile: Tile) -> torch.Tensor:
-        """``plan.weight(tile)`` on the device (the same float32 outer product), from 1-D
-        weights uploaded once per plan row and column."""
-        def axis(kind: str, i: int) -> torch.Tensor:
-            key = (id(plan), kind, i)
-            if key not in self._axis:
-                w = (plan.rows if kind == "r" else plan.cols).weights[i]
-                self._axis[key] = upload(w, self._name)
-            return self._axis[key]
+        """``plan.weight(tile)`` on the device (the same float32 outer product)."""
+        return (self._axis_weight(plan, "r", tile.row)[:, None]
+                * self._axis_weight(plan, "c", tile.col)[None, :])
 
-        return axis("r", tile.row)[:, None] * axis("c", tile.col)[None, :]
+    def _passes(self, plan: WindowPlan, tiles: Sequence[Tile]) -> list[Pass]:
+        """``windows.row_passes`` of these columns on the device, computed once per plan."""
+        key = (id(plan), tiles[0].col, len(tiles))
+        if key not in self._pass_cache:
+            dev = self.device
+            self._pass_cache[key] = [
+                Pass(p.runs, torch.from_numpy(p.columns).to(dev),
+                     torch.from_numpy(p.weight).to(dev),
+                     slice(int(p.columns[0]), int(p.columns[-1]) + 1) if p.contiguous else None)
+                for p in row_passes(plan, [t.col for t in tiles])]
+        return self._pass_cache[key]
 
     def mark_valid(self, y0: int, any_valid: np.ndarray, x0: int = 0) -> None:
         h, w = any_valid.shape
@@ -66,6 +80,31 @@ class DeviceStripBuffer:
 
     # The same arithmetic as the numpy buffer's, written once: it only uses slicing and ``+=``.
     add = StripBuffer.add
+
+    def add_tiles(self, plan: WindowPlan, tiles: Sequence[Tile], fused: torch.Tensor,
+                  quality: torch.Tensor | None, seg: torch.Tensor | None) -> None:
+        """``add`` for consecutive tiles of one plan row at once: (B, bands, T, T) results of
+        ``tiles``, padded. The same sums in the same order as calling ``add`` tile by tile
+        (see ``row_passes``), in a few operations per row instead of a few per tile."""
+        t0 = tiles[0]
+        h = t0.height
+        ys = slice(t0.y - self.y, t0.y - self.y + h)
+        pairs: list[tuple[torch.Tensor, torch.Tensor | None]] = [(self.wsum[None], None)]
+        for acc, res in ((self.fsum, fused), (self.qsum, quality), (self.seg, seg)):
+            if acc is not None and res is not None:
+                pairs.append((acc, res))
+        rw = self._axis_weight(plan, "r", t0.row)
+        for p in self._passes(plan, tiles):  # in order: the order of the sums at every pixel
+            weight = rw[:, None] * p.weight[None, :]  # plan.weight's float32 products
+            for acc, res in pairs:
+                # res (B, bands, T, T) → (bands, h, the pass's columns): one copy of slices
+                # (measured on the CPU: 20-100x faster than an index gather)
+                term = weight[None] if res is None else weight * torch.cat(
+                    [res[b, :, :h, a:e] for b, a, e in p.runs], dim=-1)
+                if p.span is not None:
+                    acc[:, ys, p.span] += term
+                else:  # each column once: the same ``+`` as ``+=``
+                    acc[:, ys].index_add_(-1, p.columns, term)
 
     def take(self, upto: int) -> PendingRows | None:
         """``StripBuffer.take`` computed on the device. The rows come back as ``PendingRows``:
@@ -108,6 +147,17 @@ class DeviceStripBuffer:
         rows = PendingRows(self.y, host, event, self.dtype, self.nodata)
         self.y = upto
         return rows
+
+
+class Pass(NamedTuple):
+    """One step of ``add_tiles`` on the device (``windows.RowPass``): the raster columns
+    ``columns`` (``span``: the same as a slice where they are contiguous) get the slices
+    ``runs`` of the tiles' results, with the column weights ``weight``."""
+
+    runs: list[tuple[int, int, int]]
+    columns: torch.Tensor
+    weight: torch.Tensor
+    span: slice | None
 
 
 class PendingRows:

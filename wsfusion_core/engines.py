@@ -40,18 +40,25 @@ class LearnedEngine:
     def process_strip(self, plan: WindowPlan, r: int, data: np.ndarray, valid: np.ndarray,
                       buffer: Buffer, x0: int = 0) -> Iterator[int]:
         assert x0 == 0, "network strips are read full width"
-        # A buffer on the runner's device (device_blend) takes tensors that never leave it.
-        on_device = getattr(buffer, "on_device", False)
-        run: Any = self.runner.learned_on_device if on_device else self.runner.learned
-        target: Any = buffer  # numpy arrays for the CPU buffers, tensors for the device one
-        for batch in batches(plan.tiles_in_row(r), self.runner.batch_size):
-            fused, qual, seg = run(batch, plan, data, valid, self.scales, self.bands,
-                                   want_seg=self.segmentation, want_quality=self.quality)
+        tiles = plan.tiles_in_row(r)
+        if getattr(buffer, "on_device", False):
+            # A buffer on the runner's device (device_blend): steps of up to a whole row
+            # (``Policy.row_tiles``) on tensors that never leave it; the networks still see
+            # ``batch_size`` tiles per call.
+            device: Any = buffer
+            for group in batches(tiles, self.runner.policy.row_group):
+                device.add_tiles(plan, group, *self.runner.learned_on_device(
+                    group, plan, data, valid, self.scales, self.bands,
+                    want_seg=self.segmentation, want_quality=self.quality))
+                yield len(group)
+            return
+        for batch in batches(tiles, self.runner.batch_size):
+            fused, qual, seg = self.runner.learned(
+                batch, plan, data, valid, self.scales, self.bands,
+                want_seg=self.segmentation, want_quality=self.quality)
             for i, t in enumerate(batch):
                 h, w = t.height, t.width
-                target.add(t.y, t.x,
-                           target.tile_weight(plan, t) if on_device else plan.weight(t),
-                           fused[i][:, :h, :w],
+                buffer.add(t.y, t.x, plan.weight(t), fused[i][:, :h, :w],
                            qual[i][:, :h, :w] if qual is not None else None,
                            seg[i][:, :h, :w] if seg is not None else None)
             yield len(batch)

@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     from .weights import ModelInfo
 
 TILES_CPU, TILES_GPU = 2, 32  # default tiles cut from the strip per runner call
+# Whole-row device-path steps (Policy.row_tiles, opt-in): a row of 300 px tiles up to ~11000 px
+# in one step. Not the default: on the CPU they measured slower than one batch per step, and
+# on CUDA one batch is already 32 tiles, a whole row up to ~7500 px (docs/benchmark.md, host
+# overhead); bench_overhead measures both on a GPU.
+ROW_TILES = 48
 IMAGES_PER_CALL_CPU = 2  # images per network call on a CPU (1 and 2 measure the same)
 
 
@@ -59,6 +64,15 @@ class Policy:
     # The segmentation net's autocast dtype (None: float32, TF32 off); apart from ``amp`` so
     # that each network's precision can be measured alone (scripts/gpu_precision_check.py).
     seg_amp: torch.dtype | None = None
+    # Tiles per device-path step (view, weights and blend as one set of operations per step;
+    # None: one batch, ``tiles``).
+    row_tiles: int | None = None
+
+    @property
+    def row_group(self) -> int:
+        """Tiles per device-path step: ``row_tiles`` rounded up to whole batches, so the
+        networks see the same batches whatever the step."""
+        return -(-(self.row_tiles or self.tiles) // self.tiles) * self.tiles
 
     def describe(self) -> str:
         per_call = (f"{self.images_per_call} image(s) per network call"
@@ -68,7 +82,8 @@ class Policy:
             f"quality net {names[self.amp]}, segmentation {names[self.seg_amp]}"
         return (f"{self.tiles} tile(s) per batch, {per_call}, {amp}"
                 + (", torch.compile" if self.compile else "")
-                + (", view/weights/blend on the device" if self.device_side else ""))
+                + (f", view/weights/blend on the device, {self.row_group} tile(s) per step"
+                   if self.device_side else ""))
 
 
 def policy_for(device: str, batch_size: int | None = None, bf16: bool = False,
@@ -332,23 +347,30 @@ class ModelRunner:
                           want_seg: bool, want_quality: bool
                           ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``learned`` with every step on the device, tensors returned there (for
-        device_blend): tiles cut from the strip uploaded once as stored, the network view
-        computed in the same float32 steps as ``view.network_view``, the weighting in the same
-        float type as ``learned``."""
+        device_blend), for any number of tiles of one row (the engine passes one step,
+        ``Policy.row_group``): the tiles cut from the strip, uploaded once as stored; the
+        network view in the same float32 steps as ``view.network_view``; the networks called on
+        ``batch_size`` tiles at a time (the calls of the per-batch path); the weighting in the
+        same float type as ``learned``, each one operation over all the step's tiles."""
         self._warm()
         ds, vs = self._device_strip(plan, data, valid)
+        # One copy of the tiles' slices each (measured on the CPU: 100x faster than an
+        # index_select of their columns; one kernel on CUDA).
         tw = plan.cols.tile
         d = torch.stack([ds[..., t.x:t.x + tw] for t in batch])  # (B, K, C, T, T) as stored
         val = torch.stack([vs[..., t.x:t.x + tw] for t in batch])  # (B, K, T, T)
-        lo, span, mean, std, idx = self._view_consts(scales, bands)
+        lo, span, mean, std, bidx = self._view_consts(scales, bands)
         with torch.inference_mode():
-            img = d.index_select(2, idx).to(torch.float32)
+            img = d.index_select(2, bidx).to(torch.float32)
             img = ((img - lo) / span).clamp_(0.0, 1.0)
             img = ((img - mean) / std).masked_fill_(~val.unsqueeze(2), 0.0)
             img = img.contiguous()
             quality_logits: Any = self.model.quality_logits
+            n = self.batch_size
             with self._autocast():
-                logits = quality_logits(img, val) if self._set_aware else quality_logits(img)
+                logits = torch.cat([
+                    quality_logits(i, v) if self._set_aware else quality_logits(i)
+                    for i, v in zip(img.split(n), val.split(n))])
             w = quality_weights(logits, val)
             work = torch.float64 if data.dtype.itemsize > 2 else torch.float32
             orig = d.to(work).masked_fill(~val.unsqueeze(2), 0.0)  # NaN/sentinels → 0
@@ -357,7 +379,8 @@ class ModelRunner:
             if want_seg:
                 fused_view = weighted_sum(img, w)
                 with self._seg_precision():
-                    seg_logits = self.model.segmentation(fused_view)
+                    seg_logits = torch.cat([self.model.segmentation(f)
+                                            for f in fused_view.split(n)])
                 seg = torch.softmax(seg_logits.float(), dim=1)
             return fused, (w if want_quality else None), seg
 

@@ -136,6 +136,56 @@ class WindowPlan:
         return self.rows.starts[r + 1] if r + 1 < self.rows.count else self.rows.length
 
 
+@dataclass(frozen=True)
+class RowPass:
+    """One step of blending several tiles of a row at once: raster column ``columns[i]`` takes
+    column ``local[i]`` of tile ``tile[i]`` (an index into the tiles given to ``row_passes``)
+    with that column's blend weight ``weight[i]``."""
+
+    tile: np.ndarray
+    local: np.ndarray
+    columns: np.ndarray
+    weight: np.ndarray  # float32, the plan's column weights
+
+    @property
+    def contiguous(self) -> bool:
+        return bool(self.columns[-1] - self.columns[0] + 1 == len(self.columns))
+
+    @property
+    def runs(self) -> list[tuple[int, int, int]]:
+        """The pass as (tile, first local column, end) runs, in column order: slices of the
+        tiles' results that, concatenated, give the pass's columns."""
+        cut = np.flatnonzero((np.diff(self.tile) != 0) | (np.diff(self.local) != 1)) + 1
+        return [(int(self.tile[i]), int(self.local[i]), int(self.local[j - 1]) + 1)
+                for i, j in zip(np.r_[0, cut], np.r_[cut, len(self.tile)])]
+
+
+def row_passes(plan: WindowPlan, cols: Sequence[int]) -> list[RowPass]:
+    """Blending tiles ``cols`` (consecutive columns of the plan, in order) as a few whole-row
+    steps that add exactly what adding them one by one adds, in the same order at every
+    pixel: pass j holds, for each column, the j-th of these tiles that covers it. Float sums
+    depend on their order, so this keeps a batched blend bit-identical to the tile-by-tile one.
+    Pass 0 covers every column of the tiles; with the usual overlaps (less than half a tile)
+    there is one more pass, over the overlaps only."""
+    entries: list[list[tuple[int, int, int]]] = []  # per pass: (column, tile, local)
+    depth: dict[int, int] = {}
+    for i, c in enumerate(cols):
+        x0, w = plan.cols.starts[c], plan.cols.sizes[c]
+        for x in range(x0, x0 + w):
+            j = depth.get(x, 0)
+            depth[x] = j + 1
+            if j == len(entries):
+                entries.append([])
+            entries[j].append((x, i, x - x0))
+    passes = []
+    for e in entries:
+        e.sort()
+        a = np.array(e, dtype=np.int64)
+        weights = np.array([plan.cols.weights[cols[t]][loc] for _, t, loc in e], np.float32)
+        passes.append(RowPass(a[:, 1].copy(), a[:, 2].copy(), a[:, 0].copy(), weights))
+    return passes
+
+
 def plan_windows(height: int, width: int, tile: int = 300, overlap: int = 64) -> WindowPlan:
     """Network tiles of ``tile`` pixels, neighbours sharing at least ``overlap`` pixels."""
     return WindowPlan(plan_axis(height, tile, overlap), plan_axis(width, tile, overlap))
