@@ -117,3 +117,32 @@ def tmpfs(folder: Path, options: str = "size=520k") -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def engine_run(runner, inputs, bands=(1, 2, 3)) -> tuple[np.ndarray, ...]:
+    """``inputs`` through the engine loop (read → engine → buffer → rows), as fuse runs it,
+    blending where ``runner`` says: (fused, classes, quality) as the writers would get them."""
+    from wsfusion_core.blend import blend_device, buffer_for
+    from wsfusion_core.engines import make_engine
+    from wsfusion_core.grid import AlignedReader, align
+    from wsfusion_core.loop import run_plan
+    from wsfusion_core.view import parse_scale, view_radiometry
+    from wsfusion_core.windows import plan_windows
+
+    al = align(inputs)
+    g = al.grid
+    plan = plan_windows(g.height, g.width, runner.info.tile_size, 64)
+    readers = [AlignedReader(i, g) for i in al.inputs]
+    try:
+        scales = view_radiometry(readers, bands, parse_scale(None)).scales()
+        engine = make_engine("learned", runner, scales, bands, True, True)
+        buffer = buffer_for(plan, g.width, al.count, len(inputs), "uint8", 0, 3, True,
+                            device=blend_device("learned", runner))
+        assert getattr(buffer, "on_device", False) == runner.policy.device_side
+        rows: list = []
+        run_plan(plan, readers, engine, buffer, rows.append)
+    finally:
+        for rd in readers:
+            rd.close()
+    return tuple(np.concatenate([getattr(r, f) for r in rows], axis=1)
+                 for f in ("fused", "classes", "quality"))

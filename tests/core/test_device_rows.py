@@ -11,14 +11,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from helpers import smooth_image, write_raster
+from helpers import engine_run, smooth_image, write_raster
 
 from wsfusion_core import runner as rn
-from wsfusion_core.blend import blend_device, buffer_for
-from wsfusion_core.engines import make_engine
-from wsfusion_core.grid import AlignedReader, align
-from wsfusion_core.loop import run_plan
-from wsfusion_core.view import parse_scale, view_radiometry
+from wsfusion_core.blend import buffer_for
 from wsfusion_core.weights import resolve_weights
 from wsfusion_core.windows import plan_windows, row_passes
 
@@ -124,25 +120,6 @@ def _stack(tmp_path, k: int, height: int, width: int) -> list:
     return paths
 
 
-def _engine_run(runner: rn.ModelRunner, inputs: list) -> tuple[np.ndarray, ...]:
-    al = align(inputs)
-    g = al.grid
-    plan = plan_windows(g.height, g.width, runner.info.tile_size, 64)
-    readers = [AlignedReader(i, g) for i in al.inputs]
-    try:
-        scales = view_radiometry(readers, (1, 2, 3), parse_scale(None)).scales()
-        engine = make_engine("learned", runner, scales, (1, 2, 3), True, True)
-        buffer = buffer_for(plan, g.width, al.count, len(inputs), "uint8", 0, 3, True,
-                            device=blend_device("learned", runner))
-        rows: list = []
-        run_plan(plan, readers, engine, buffer, rows.append)
-    finally:
-        for rd in readers:
-            rd.close()
-    return tuple(np.concatenate([getattr(r, f) for r in rows], axis=1)
-                 for f in ("fused", "classes", "quality"))
-
-
 def test_whole_row_device_path_equals_the_numpy_path(tmp_path):
     """The shipped networks on a 3 x 6 tile stack (K = 3, so network calls of 2 tiles hold an
     odd number of images): device steps of one batch (the CPU policy), of whole rows (as on
@@ -150,11 +127,11 @@ def test_whole_row_device_path_equals_the_numpy_path(tmp_path):
     inputs = _stack(tmp_path, 3, 700, 1450)
     runner = rn.load_runner(resolve_weights(None), "cpu", None, lambda _m: None, "test")
     assert runner.blend_device is None and runner.policy.row_group == runner.batch_size == 2
-    want = _engine_run(runner, inputs)
+    want = engine_run(runner, inputs)
     for row_tiles, group in ((None, 2), (rn.ROW_TILES, 48), (3, 4)):
         policy = dataclasses.replace(runner.policy, device_side=True, row_tiles=row_tiles)
         assert policy.row_group == group
-        got = _engine_run(rn.ModelRunner(runner.model, runner.info, policy), inputs)
+        got = engine_run(rn.ModelRunner(runner.model, runner.info, policy), inputs)
         for a, b in zip(want, got):
             np.testing.assert_array_equal(a, b)
 

@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from helpers import run_python
+from helpers import engine_run, run_python
 from rasterio.windows import Window
 
 from wsfusion_core import runner as rn
 from wsfusion_core.api import fuse
-from wsfusion_core.blend import blend_device, buffer_for
-from wsfusion_core.engines import make_engine
+from wsfusion_core.blend import buffer_for
 from wsfusion_core.grid import AlignedReader, align
-from wsfusion_core.loop import run_plan
 from wsfusion_core.view import parse_scale, view_radiometry
 from wsfusion_core.weights import load_weights, resolve_weights
 from wsfusion_core.windows import plan_windows
@@ -165,33 +163,11 @@ def _device_side(runner: rn.ModelRunner) -> rn.ModelRunner:
                           dataclasses.replace(runner.policy, device_side=True))
 
 
-def _engine_run(runner: rn.ModelRunner) -> tuple[np.ndarray, ...]:
-    """The sample through the engine loop (read → engine → buffer → rows), as fuse runs it,
-    blending where ``runner`` says: (fused, classes, quality) as the writers would get them."""
-    al = align(INPUTS)
-    g = al.grid
-    plan = plan_windows(g.height, g.width, runner.info.tile_size, 64)
-    readers = [AlignedReader(i, g) for i in al.inputs]
-    try:
-        scales = view_radiometry(readers, BANDS, parse_scale(None)).scales()
-        engine = make_engine("learned", runner, scales, BANDS, True, True)
-        buffer = buffer_for(plan, g.width, al.count, len(INPUTS), "uint8", 0, 3, True,
-                            device=blend_device("learned", runner))
-        assert getattr(buffer, "on_device", False) == runner.policy.device_side
-        rows: list = []
-        run_plan(plan, readers, engine, buffer, rows.append)
-    finally:
-        for rd in readers:
-            rd.close()
-    return tuple(np.concatenate([getattr(r, f) for r in rows], axis=1)
-                 for f in ("fused", "classes", "quality"))
-
-
 def test_device_path_on_cpu_equals_the_numpy_path():
     runner = rn.load_runner(resolve_weights(None), "cpu", None, lambda _m: None, "test")
     assert runner.blend_device is None  # the CPU keeps the numpy path
-    old = _engine_run(runner)
-    new = _engine_run(_device_side(runner))
+    old = engine_run(runner, INPUTS, BANDS)
+    new = engine_run(_device_side(runner), INPUTS, BANDS)
     for a, b in zip(old, new):
         np.testing.assert_array_equal(a, b)
 
@@ -263,10 +239,10 @@ def test_upload_keeps_every_stored_value(device):
 @pytest.mark.cuda
 def test_cuda_device_path_matches_the_cpu_numpy_path():
     weights = resolve_weights(None)
-    cpu = _engine_run(rn.load_runner(weights, "cpu", None, lambda _m: None, "test"))
+    cpu = engine_run(rn.load_runner(weights, "cpu", None, lambda _m: None, "test"), INPUTS, BANDS)
     gpu_runner = rn.load_runner(weights, "cuda", None, lambda _m: None, "test")
     assert gpu_runner.blend_device is not None and gpu_runner.blend_device.startswith("cuda")
-    gpu = _engine_run(gpu_runner)
+    gpu = engine_run(gpu_runner, INPUTS, BANDS)
     grey = np.abs(gpu[0].astype(int) - cpu[0])
     assert grey.max() <= 1, f"CUDA and CPU differ by up to {grey.max()} grey levels"
     same = (gpu[1] == cpu[1]).mean()
