@@ -77,15 +77,21 @@ def is_remote_name(name: str) -> bool:
     return name.startswith("/vsi") or name.startswith(tuple(URL_PREFIXES))
 
 
+def gdal_name(name: str) -> str:
+    """A URL (``URL_PREFIXES``' schemes) as the GDAL virtual file system path that reads it;
+    any other name as it is."""
+    for scheme, prefix in URL_PREFIXES.items():
+        if name.startswith(scheme):
+            return prefix + name[len(scheme):]
+    return name
+
+
 def parse_remote(name: str) -> Remote | None:
     """The remote raster ``name`` names, None for a local name. InputError (one line) for a
     remote name this tool does not read: other /vsi handlers (/vsizip/, /vsimem/, streaming),
     credentials in the URL, no host or bucket."""
     given = restore(str(name))
-    gdal = given
-    for scheme, prefix in URL_PREFIXES.items():
-        if given.startswith(scheme):
-            gdal = prefix + given[len(scheme):]
+    gdal = gdal_name(given)
     if gdal.startswith("/vsicurl/"):
         url = gdal[len("/vsicurl/"):]
         parts = urlsplit(url)
@@ -158,4 +164,4 @@ def check_remote(remote: Remote, allow: Sequence[str], what: str = "remote input
 
 
 __all__ = ["REMOTE_CONFIG", "REMOTE_OPEN_CONFIG", "Remote", "RemoteRefused", "URL_PREFIXES",
-           "check_remote", "is_remote_name", "matches", "parse_remote", "patterns"]
+           "check_remote", "gdal_name", "is_remote_name", "matches", "parse_remote", "patterns"]

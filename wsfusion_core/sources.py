@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 from .errors import InputError, first_line
 from .input_guard import GDAL_TYPE_NAMES, open_input
 from .options import STAC_GROUPS
-from .remote import URL_PREFIXES, check_remote, is_remote_name, parse_remote
+from .remote import check_remote, gdal_name, is_remote_name, parse_remote
 
 
 def read_input_list(path: str | os.PathLike) -> list[str]:
@@ -45,9 +45,9 @@ def read_input_list(path: str | os.PathLike) -> list[str]:
 
 def gdal_path(href: str, base: Path) -> str:
     """A GDAL-readable path for a STAC href (relative hrefs are relative to the JSON file)."""
-    for scheme, prefix in URL_PREFIXES.items():
-        if href.startswith(scheme):
-            return prefix + href[len(scheme):]
+    gdal = gdal_name(href)
+    if gdal != href:  # a URL: read in place (if allowed)
+        return gdal
     if href.startswith("file://"):
         href = href[len("file://"):]
     return href if href.startswith("/vsi") or os.path.isabs(href) else str(base / href)
