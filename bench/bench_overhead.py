@@ -83,18 +83,17 @@ def run_once(runner, inputs: list[str], seg: bool, quality: bool,  # noqa: ANN00
     env = (gdal_cache(al.grid.width, per_px, al.inputs, True) if gdal_env
            else contextlib.nullcontext())
     with env:
-        return _run_once(runner, inputs, seg, quality)
+        return _run_once(runner, al, seg, quality)
 
 
-def _run_once(runner, inputs: list[str], seg: bool, quality: bool) -> float:  # noqa: ANN001
+def _run_once(runner, al, seg: bool, quality: bool) -> float:  # noqa: ANN001
     from wsfusion_core.blend import blend_device, buffer_for
     from wsfusion_core.engines import make_engine
-    from wsfusion_core.grid import AlignedReader, align
+    from wsfusion_core.grid import AlignedReader
     from wsfusion_core.loop import run_plan
     from wsfusion_core.view import view_radiometry
     from wsfusion_core.windows import plan_windows
 
-    al = align(inputs)
     g = al.grid
     plan = plan_windows(g.height, g.width, runner.info.tile_size, 64)
     readers = [AlignedReader(i, g) for i in al.inputs]
@@ -102,7 +101,7 @@ def _run_once(runner, inputs: list[str], seg: bool, quality: bool) -> float:  # 
     try:
         scales = view_radiometry(readers, bands).scales()
         engine = make_engine("learned", runner, scales, bands, seg, quality)
-        buffer = buffer_for(plan, g.width, al.count, len(inputs), "uint8", 0,
+        buffer = buffer_for(plan, g.width, al.count, len(al.inputs), "uint8", 0,
                             runner.info.num_classes if seg else 0, quality,
                             device=blend_device("learned", runner))
         rows: list[int] = []
