@@ -24,8 +24,10 @@ from .windows import Tile, WindowPlan, row_passes
 
 
 class DeviceStripBuffer:
-    """``StripBuffer`` on ``device``: ``add`` takes tensors on that device (the runner's
-    ``learned_on_device``), ``take`` returns numpy rows. Same interface otherwise."""
+    """``StripBuffer`` on ``device``: ``take`` returns numpy rows. The learned engine blends
+    with ``add_tiles`` (the runner's ``learned_on_device`` results); ``add`` with
+    ``tile_weight`` keeps the buffer interface tile by tile, the order ``add_tiles`` must
+    reproduce (the tests compare the two on the CPU and on CUDA)."""
 
     on_device = True
 
