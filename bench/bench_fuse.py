@@ -9,6 +9,10 @@ same run: the FLOP-bound limit of the networks and the I/O floor of the files.
   layouts are tried, the best one counts);
 - **I/O floor**: read the K inputs strip by strip and write one output with GDAL (same
   compression and threads as the engine), no networks;
+- **setup**: the seconds before ``fuse``'s loop starts (checks, alignment, importing torch,
+  loading the model, a GPU's context and warm-up, choosing the scale, opening the outputs):
+  a fixed cost per run; "/ I/O floor after setup" compares the rest (the loop and publishing)
+  with the floor, the rate a large raster approaches;
 - ``--repeat N`` interleaves N rounds of every measurement and keeps each one's best time, so
   the ratios compare runs taken under the same load.
 
@@ -77,17 +81,19 @@ def child_fuse(args: argparse.Namespace) -> dict:
 
     out = Path(args.out)
     seg = out.with_name("seg_" + out.name) if args.seg else None
+    started: list[float] = []  # fuse reports progress 0 once, just before its loop starts
     t0 = time.perf_counter()
     res = fuse(args.inputs, out, segmentation=seg, method=args.method, weights=args.weights,
                device=args.device, batch_size=args.batch_size, overwrite=True,
+               progress=lambda _f: started.append(time.perf_counter()) if not started else None,
                **({"compile": True} if args.compile else {}),
                **({"bf16": True} if args.bf16 else {}))
     seconds = time.perf_counter() - t0
     for p in (out, seg):
         if p is not None:
             p.unlink()
-    return {"seconds": seconds, "tiles": res.tiles, "device": res.device,
-            "rss_mb": _peak_rss_mb()}
+    return {"seconds": seconds, "setup": started[0] - t0, "tiles": res.tiles,
+            "device": res.device, "rss_mb": _peak_rss_mb()}
 
 
 def child_io(args: argparse.Namespace) -> dict:
@@ -397,8 +403,9 @@ def _table(results: dict, sizes: list[int], ks: list[int], configs: list[str],
     from wsfusion_core.windows import plan_windows
 
     tile = read_info(weights).tile_size
-    cols = ["size", "K", "config", "tiles", "seconds", "Mpx/s", "peak RSS MiB",
-            "FLOP-bound Mpx/s", "/ FLOP-bound", "I/O floor Mpx/s", "/ I/O floor"]
+    cols = ["size", "K", "config", "tiles", "seconds", "setup s", "Mpx/s", "peak RSS MiB",
+            "FLOP-bound Mpx/s", "/ FLOP-bound", "I/O floor Mpx/s", "/ I/O floor",
+            "/ I/O floor after setup"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "|".join("-" * (len(c) + 2) for c in cols) + "|")
     for size in sizes:
@@ -419,14 +426,19 @@ def _table(results: dict, sizes: list[int], ks: list[int], configs: list[str],
                     limit = bare["gflops"] * 1e9 / flops_per_mpx
                 cells = [str(size), str(k), c, str(tiles if passes else "-")]
                 if r is None:
-                    cells += ["timeout/skipped"] + [""] * 6
+                    cells += ["timeout/skipped"] + [""] * 8
                 else:
                     e2e = mpx / r["seconds"]
-                    cells += [f"{r['seconds']:.1f}", f"{e2e:.3f}", f"{r['rss_mb']:.0f}",
+                    setup = r.get("setup")  # absent in a baseline tree's older child
+                    loop = mpx / (r["seconds"] - setup) if setup is not None else None
+                    cells += [f"{r['seconds']:.1f}",
+                              f"{setup:.1f}" if setup is not None else "-",
+                              f"{e2e:.3f}", f"{r['rss_mb']:.0f}",
                               f"{limit:.3f}" if limit else "-",
                               f"{e2e / limit:.2f}" if limit else "-",
                               f"{io_mpx:.2f}" if io_mpx else "-",
-                              f"{e2e / io_mpx:.2f}" if io_mpx else "-"]
+                              f"{e2e / io_mpx:.2f}" if io_mpx else "-",
+                              f"{loop / io_mpx:.2f}" if io_mpx and loop else "-"]
                 print("| " + " | ".join(cells) + " |", flush=True)
     for k in ks:
         for c in configs:

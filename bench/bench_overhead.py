@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_fuse import write_input  # noqa: E402
@@ -47,6 +48,63 @@ def zero_cost(runner):  # noqa: ANN001, ANN201 - bench helper
             convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
             setattr(model, name, Zeros(convs[-1].out_channels))
     return runner
+
+
+def host_share(runner, tiles: int | None):  # noqa: ANN001, ANN201 - bench helper
+    """The device path on torch's ``meta`` device: every device operation costs only its
+    dispatch (shapes, no data), as if the GPU were infinitely fast; the strip's upload keeps
+    its host copy (the pinned staging copy a CUDA upload makes) and results come back as
+    uninitialised host tensors (a GPU's copies back are DMA). What remains is the host's share
+    of a CUDA run — reading, Python, dispatch, staging, nodata on the host — measured on any
+    machine. Patches this process's runner and device_blend modules."""
+    import dataclasses as dc
+
+    import torch
+
+    from wsfusion_core import device_blend as db
+    from wsfusion_core import runner as rn
+
+    real_upload = rn.upload
+
+    def upload(a, device: str):  # noqa: ANN001, ANN202
+        t = real_upload(a, "cpu")
+        return t.clone().to(device) if device == "meta" else t
+
+    rn.upload = db.upload = upload
+    db.to_host = lambda parts: {k: torch.empty(v.shape, dtype=v.dtype)
+                                for k, v in parts.items()}
+    runner.model.to("meta")
+    return rn.ModelRunner(runner.model, runner.info, dc.replace(
+        runner.policy, device="meta", tiles=tiles or rn.TILES_GPU, images_per_call=None,
+        device_side=True))
+
+
+def read_once(inputs: list[str], tile: int, gdal_env: bool = True) -> float:
+    """The loop's reading alone: every strip of the plan read (one ahead, in the reader
+    thread, as the engine loop does), nothing computed; the floor of any learned run here."""
+    import contextlib
+
+    from wsfusion_core.grid import AlignedReader, align
+    from wsfusion_core.strips import strips
+    from wsfusion_core.windows import plan_windows
+    from wsfusion_core.writers import gdal_cache
+
+    al = align(inputs)
+    g = al.grid
+    env = (gdal_cache(g.width, al.count, al.inputs, True, g) if gdal_env
+           else contextlib.nullcontext())
+    plan = plan_windows(g.height, g.width, tile, 64)
+    with env:
+        readers = [AlignedReader(i, g) for i in al.inputs]
+        try:
+            t0 = time.perf_counter()
+            with strips(readers, plan, g.width) as ahead:
+                n = sum(s.data.shape[-2] > 0 for s in ahead)
+            assert n == plan.rows.count
+            return time.perf_counter() - t0
+        finally:
+            for rd in readers:
+                rd.close()
 
 
 def count_ops(runner, inputs: list[str], seg: bool, quality: bool,  # noqa: ANN001
@@ -80,7 +138,7 @@ def run_once(runner, inputs: list[str], seg: bool, quality: bool,  # noqa: ANN00
 
     al = align(inputs)
     per_px = al.count + (1 if seg else 0) + (4 * len(inputs) if quality else 0)
-    env = (gdal_cache(al.grid.width, per_px, al.inputs, True) if gdal_env
+    env = (gdal_cache(al.grid.width, per_px, al.inputs, True, al.grid) if gdal_env
            else contextlib.nullcontext())
     with env:
         return _run_once(runner, al, seg, quality)
@@ -123,7 +181,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--k", type=int, default=6)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu, cuda, or meta: the device path with the device's work free")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds: median and best")
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--tiles", type=int, default=None,
@@ -139,10 +198,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         inputs = [str(write_input(Path(tmp) / f"in_{i}.tif", args.size, i)) for i in range(args.k)]
-        base = zero_cost(rn.load_runner(resolve_weights(None), args.device, args.tiles,
-                                        lambda _m: None, "bench"))
-        cpu_policy = dataclasses.replace(base.policy, device_side=False)
-        paths = {"numpy path": rn.ModelRunner(base.model, base.info, cpu_policy)}
+        meta = args.device == "meta"
+        base = zero_cost(rn.load_runner(resolve_weights(None), "cpu" if meta else args.device,
+                                        args.tiles, lambda _m: None, "bench"))
+        paths: dict[str, Any] = {}
+        if not meta:
+            cpu_policy = dataclasses.replace(base.policy, device_side=False)
+            paths["numpy path"] = rn.ModelRunner(base.model, base.info, cpu_policy)
+        else:
+            base = host_share(base, args.tiles)
         whole = getattr(rn, "ROW_TILES", None)  # None: the code before whole-row steps
         steps = ({"device path, per batch": None, "device path, whole rows": whole} if whole
                  else {"device path": None})
@@ -152,24 +216,36 @@ def main() -> None:
                 base.policy, device_side=True, **extra))
         times: dict[tuple[str, str], list[float]] = {}
         configs = {"learned": (False, False), "learned+seg+quality": (True, True)}
+        # the op count's run also warms each path up (lazy initialisation, first allocations)
         ops = {(c, p): (("-", "-") if args.no_ops else
                         count_ops(r, inputs, *configs[c], not args.plain_gdal))
                for c in configs for p, r in paths.items()}
+        if args.no_ops:
+            for r in paths.values():
+                run_once(r, inputs, True, True, not args.plain_gdal)
         for _ in range(args.repeat):
+            times.setdefault(("-", "reading alone"), []).append(
+                read_once(inputs, base.info.tile_size, not args.plain_gdal))
             for cname, (seg, q) in configs.items():
                 for pname, runner in paths.items():
                     times.setdefault((cname, pname), []).append(
                         run_once(runner, inputs, seg, q, not args.plain_gdal))
+        ops["-", "reading alone"] = ("-", "-")
     mpx = args.size ** 2 / 1e6
+    where = ("meta (device work free: the host's share of a GPU run)" if args.device == "meta"
+             else args.device)
     print(f"# zero-cost networks (zeros of the output shape), synthetic RGB uint8 {args.size}², "
-          f"K={args.k}, device {args.device}, {base.batch_size} tiles per batch, "
+          f"K={args.k}, device {where}, {base.batch_size} tiles per batch, "
           f"{args.repeat} round(s); no output written; GDAL "
           f"{'defaults' if args.plain_gdal else 'settings as in fuse (gdal_cache)'}")
-    print("| config | path | median s | best s | Mpx/s (best) | kernel ops | views |")
-    print("|---|---|---|---|---|---|---|")
+    read = min(times["-", "reading alone"])
+    print("| config | path | median s | best s | Mpx/s (best) | reading / this | kernel ops | "
+          "views |")
+    print("|---|---|---|---|---|---|---|---|")
     for (cname, pname), ts in times.items():
         print(f"| {cname} | {pname} | {statistics.median(ts):.2f} | {min(ts):.2f} | "
-              f"{mpx / min(ts):.2f} | {ops[cname, pname][0]} | {ops[cname, pname][1]} |")
+              f"{mpx / min(ts):.2f} | {read / min(ts):.2f} | {ops[cname, pname][0]} | "
+              f"{ops[cname, pname][1]} |")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,9 @@ if [ "${GPU_SMOKE:-0}" != "1" ] && [ "${GPU_BENCH:-1}" = "1" ]; then
   if [ $(( $(date +%s) - T0 )) -lt 290 ]; then  # what the pipeline costs around free networks
     timeout 80 python3 bench/bench_overhead.py --device cuda --size 4096 --k 6 --no-ops \
       >> "$OUT/bench.txt" 2>&1; echo "bench_overhead exit $?" >> "$OUT/bench.txt"
+    # the host's share alone (device work free) on this machine's CPU, against reading alone
+    timeout 50 python3 bench/bench_overhead.py --device meta --size 4096 --k 6 --no-ops \
+      >> "$OUT/bench.txt" 2>&1; echo "bench_overhead meta exit $?" >> "$OUT/bench.txt"
   fi
 fi
 

@@ -192,7 +192,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     per_px = (al.count * np.dtype(dtype).itemsize + (1 if seg_path else 0)
               + (4 * k if q_path else 0))
     with ExitStack() as stack:
-        stack.enter_context(gdal_cache(grid.width, per_px, al.inputs, runner is not None))
+        stack.enter_context(gdal_cache(grid.width, per_px, al.inputs, runner is not None, grid))
         readers = [stack.enter_context(AlignedReader(i, grid)) for i in al.inputs]
         scales = None
         if runner is not None:

@@ -123,7 +123,7 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
         with ExitStack() as stack:
             stack.enter_context(gdal_cache(region.width, sum(
                 lay.count * np.dtype(lay.dtype).itemsize for lay in job.layers), job.inputs,
-                job.batch is not None))
+                job.batch is not None, job.grid))
             readers = [stack.enter_context(AlignedReader(i, job.grid)) for i in job.inputs]
             buffer = buffer_for(region.plan, region.width, fused.count, len(job.inputs),
                                 fused.dtype, fused.nodata, job.num_classes, job.quality,

@@ -136,7 +136,7 @@ class DeviceStripBuffer:
                                            torch.full((), float("nan"), device=self.device))
         # Queued before the shifts below, so they copy these rows (same stream); copy=True:
         # on the CPU ``to`` would otherwise return a view the shifts overwrite.
-        host = {k: v.to("cpu", non_blocking=True, copy=True) for k, v in parts.items()}
+        host = to_host(parts)
         event = None
         if self.device.type == "cuda":
             event = torch.cuda.Event()
@@ -180,6 +180,12 @@ class PendingRows:
         return FinishedRows(self.y, fused,
                             h["classes"].numpy() if "classes" in h else None,
                             h["quality"].numpy() if "quality" in h else None)
+
+
+def to_host(parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Queue each tensor's copy to the host (pinned on CUDA, so the copies run while the host
+    goes on; ``PendingRows`` waits for them). The one place results leave the device."""
+    return {k: v.to("cpu", non_blocking=True, copy=True) for k, v in parts.items()}
 
 
 def _shift(a: torch.Tensor, n: int) -> None:

@@ -299,6 +299,14 @@ class AlignedReader:
         self._blocks = FixedBlocks(self._vrt) if self._vrt is not None else None
         self._float = np.dtype(info.dtype).kind == "f"
 
+    @property
+    def block_rows(self) -> int:
+        """Rows of one block row as this input is decoded: a warped input's fixed blocks, else
+        the file's own blocks (a strip TIFF's strips)."""
+        if self._blocks is not None:
+            return self._blocks.size
+        return int(self._src.block_shapes[0][0])
+
     def read(self, window: Window, out_shape: tuple[int, int] | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
         """→ (data (C, h, w) in the input's dtype, valid (h, w) bool). Invalid pixels keep

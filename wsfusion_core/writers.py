@@ -58,15 +58,18 @@ def output_format(inputs: Sequence[RasterInfo], reference: RasterInfo
 
 
 def gdal_cache(width: int, bytes_per_pixel: int, inputs: Sequence[RasterInfo] = (),
-               tiles: bool = False) -> rasterio.Env:
+               tiles: bool = False, grid: Grid | None = None) -> rasterio.Env:
     """GDAL settings for one run (or one chunk of it): the block cache (default: 5 % of RAM,
     filled as the raster streams through) bounded to what one strip of ``width`` px needs, all
     cores for (de)compression, and the remote-read options when an input may be remote.
 
-    Outputs are written in whole blocks, so GDAL never keeps a partial output block; reads need
-    one block row of every input when strips straddle block rows (network ``tiles``), else
-    nothing beyond what a read decodes at once."""
-    read = sum(i.count * np.dtype(i.dtype).itemsize + 1 for i in inputs) if tiles else 0
+    Outputs are written in whole blocks, so GDAL never keeps a partial output block. Network
+    strips (``tiles``) are read in whole block rows, each decoded once (strips.BlockRows), so
+    the cache keeps a block row only of the inputs warped onto ``grid`` (their source blocks
+    are shared by neighbouring output blocks; all inputs when no grid is given); composites
+    need nothing beyond what a read decodes at once."""
+    read = sum(i.count * np.dtype(i.dtype).itemsize + 1 for i in inputs
+               if grid is None or not grid.same_as(i)) if tiles else 0
     need = BLOCK * width * (bytes_per_pixel + read) + 8 * 2**20
     remote = REMOTE_CONFIG if any(i.allow_remote for i in inputs) else {}
     return rasterio.Env(GDAL_CACHEMAX=int(need), GDAL_NUM_THREADS="ALL_CPUS", **remote)

@@ -12,7 +12,7 @@ from helpers import smooth_image, write_raster
 from rasterio.windows import Window
 
 from wsfusion_core.grid import AlignedReader, align
-from wsfusion_core.strips import read_strip, strips
+from wsfusion_core.strips import BlockRows, block_rows, read_strip, strips
 from wsfusion_core.windows import plan_strips, plan_windows
 
 
@@ -51,6 +51,61 @@ def test_prefetched_strips_equal_reads_in_turn(scene):
         np.testing.assert_array_equal(s.valid, want_v)
     assert not all(s.valid.all() for s in got)  # the holes are there
     assert not _reader_threads()
+
+
+def _spy(readers):
+    """Record the row ranges each real reader is asked for."""
+    asked: list[list[tuple[int, int]]] = [[] for _ in readers]
+    for rd, log in zip(readers, asked):
+        real = rd.read
+
+        def read(window, *a, _real=real, _log=log, **kw):
+            _log.append((int(window.row_off), int(window.row_off + window.height)))
+            return _real(window, *a, **kw)
+
+        rd.read = read
+    return asked
+
+
+@pytest.mark.parametrize("block", [1, 7, 16, 24, 256])
+def test_block_rows_read_every_row_once_and_give_the_strips(scene, block):
+    """Overlapping strips (32 rows every 24) read in block rows: the same arrays as reading
+    each strip alone, every input row asked for exactly once, each read ending on a block
+    boundary or the raster's end."""
+    grid, readers = scene
+    plan = plan_windows(grid.height, grid.width, 32, 8)
+    spans = [plan.row_span(r) for r in range(plan.rows.count)]
+    want = [read_strip(readers, Window(0, y0, grid.width, y1 - y0)) for y0, y1 in spans]
+    asked = _spy(readers)
+    rows = BlockRows(readers, 0, grid.width, grid.height, block)
+    for i, (y0, y1) in enumerate(spans):
+        nxt = spans[i + 1][0] if i + 1 < len(spans) else None
+        d, v = rows.take(y0, y1, nxt)
+        assert d.flags.c_contiguous and v.flags.c_contiguous
+        np.testing.assert_array_equal(d, want[i][0])
+        np.testing.assert_array_equal(v, want[i][1])
+    for log in asked:
+        assert [a for a, _ in log] == [0] + [b for _, b in log[:-1]]  # no row twice, no gap
+        assert log[-1][1] == grid.height
+        assert all(b % block == 0 or b == grid.height for _, b in log)
+    assert rows.kept == []
+
+
+def test_chunk_strips_read_in_block_rows_equal_reads_in_turn(scene):
+    """A chunk's sub-plan (origin inside the raster): block rows counted from the raster's
+    top, the strips those of the chunk's windows."""
+    grid, readers = scene
+    oy, ox, h, w = 13, 9, 60, 40
+    plan = plan_windows(h, w, 32, 8)
+    assert 1 < block_rows(readers) < h  # the test rasters' strips: reads end past a strip
+    with strips(readers, plan, w, origin=(oy, ox)) as ahead:
+        got = list(ahead)
+    assert len(got) == plan.rows.count
+    for s in got:
+        y0, y1 = plan.row_span(s.row)
+        want_d, want_v = read_strip(readers, Window(ox, oy + y0, w, y1 - y0))
+        np.testing.assert_array_equal(s.data, want_d)
+        np.testing.assert_array_equal(s.valid, want_v)
 
 
 def test_stopping_early_leaves_no_reader_thread(scene):

@@ -17,6 +17,7 @@ from wsfusion_core.writers import (
     OutputSet,
     base_profile,
     check_outputs,
+    gdal_cache,
     natural_nodata,
     open_fused,
     open_quality,
@@ -134,3 +135,20 @@ def test_output_format_follows_the_reference_input(tmp_path, make_raster, smooth
     assert output_format([a, b], b) == (b, "int16", -32768)  # natural nodata for int16
     other = describe(make_raster(tmp_path / "ref.tif", img.astype(np.float32)))
     assert output_format([a, b], other)[0] == a  # a reference outside the inputs: the first
+
+
+def test_gdal_cache_holds_a_block_row_only_of_warped_inputs(tmp_path, make_raster, smooth_image):
+    """Network strips read direct inputs in whole block rows (strips.BlockRows), so the cache
+    needs only the outputs' block row (bytes per output pixel) and one of each warped input."""
+    img = smooth_image(40, 50)
+    direct = describe(make_raster(tmp_path / "d.tif", img, origin=(500000, 4000000)))
+    warped = describe(make_raster(tmp_path / "w.tif", img, origin=(500003, 4000000)))
+    grid = direct.grid()
+    size = {n: gdal_cache(50, 4, ins, tiles, g).options["GDAL_CACHEMAX"] - 8 * 2**20
+            for n, (ins, tiles, g) in {"outputs": ([direct], False, grid),
+                                       "direct": ([direct], True, grid),
+                                       "warped": ([direct, warped], True, grid),
+                                       "no grid": ([direct, warped], True, None)}.items()}
+    assert size["outputs"] == size["direct"] == BLOCK * 50 * 4
+    assert size["warped"] == BLOCK * 50 * (4 + 3 + 1)  # its 3 uint8 bands and the mask
+    assert size["no grid"] == BLOCK * 50 * (4 + 2 * (3 + 1))
