@@ -6,6 +6,7 @@ any test imports these as ``from helpers import ...``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -146,3 +147,18 @@ def engine_run(runner, inputs, bands=(1, 2, 3)) -> tuple[np.ndarray, ...]:
             rd.close()
     return tuple(np.concatenate([getattr(r, f) for r in rows], axis=1)
                  for f in ("fused", "classes", "quality"))
+
+
+def qgis_env(**extra: str) -> dict:
+    """The environment for a ``qgis_process`` run as a user's shell gives it: no PYTHONPATH,
+    PYTHONHOME or VIRTUAL_ENV, and no activated venv's ``bin`` on PATH (QGIS's embedded
+    Python finds its interpreter on PATH, and from a venv's ``python3`` it takes that venv's
+    packages: then nothing would be missing)."""
+    venv = os.environ.get("VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    if venv:
+        env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                      if not p.startswith(venv))
+    env.update(QT_QPA_PLATFORM="offscreen", **extra)
+    return env

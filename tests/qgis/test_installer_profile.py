@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wheelhouse
-from helpers import REPO, write_raster
+from helpers import REPO, qgis_env, write_raster
 
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
 QGIS_PYTHON = "/usr/bin/python3"
@@ -36,10 +36,7 @@ def _system_has(module: str) -> bool:
 
 
 def _clean_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME",
-                                                            "VIRTUAL_ENV")}
-    env.update(QT_QPA_PLATFORM="offscreen", **extra)
-    return env
+    return qgis_env(**extra)
 
 
 def _qgis_process(root: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ wrapper passes ``--noversioncheck``, which 3.22 rejects, hence ``qgis_process.bi
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sysconfig
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, write_raster
+from helpers import REPO, qgis_env, write_raster
 
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
 pytestmark = pytest.mark.skipif(not Path(QGIS_PROCESS).is_file(),
@@ -43,8 +42,7 @@ def profile(plugin_zip, tmp_path_factory) -> Path:
 
 def _qgis_process(root: Path, args: list[str], site: bool, cwd: Path | None = None
                   ) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(QGIS_CUSTOM_CONFIG_PATH=str(root), QT_QPA_PLATFORM="offscreen")
+    env = qgis_env(QGIS_CUSTOM_CONFIG_PATH=str(root))
     if site:  # only the venv's packages: the plugin's own wsfusion_core must be what runs
         env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
     return subprocess.run([QGIS_PROCESS, *args], env=env, cwd=cwd or root, capture_output=True,
