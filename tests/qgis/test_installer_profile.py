@@ -32,15 +32,11 @@ PY = f"py{sys.version_info.major}{sys.version_info.minor}"
 
 def _system_has(module: str) -> bool:
     return subprocess.run([QGIS_PYTHON, "-c", f"import {module}"], capture_output=True,
-                          env=_clean_env()).returncode == 0
-
-
-def _clean_env(**extra: str) -> dict:
-    return qgis_env(**extra)
+                          env=qgis_env()).returncode == 0
 
 
 def _qgis_process(root: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([QGIS_PROCESS, *args], env=_clean_env(QGIS_CUSTOM_CONFIG_PATH=str(root)),
+    return subprocess.run([QGIS_PROCESS, *args], env=qgis_env(QGIS_CUSTOM_CONFIG_PATH=str(root)),
                           cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
@@ -58,7 +54,7 @@ def wheels(tmp_path_factory) -> Path:
         [QGIS_PYTHON, "-m", "pip", "install", "--dry-run", "--report", os.devnull, "--no-index",
          "--find-links",
          str(folder), "torch", "rasterio", "shapely", "safetensors",
-         f"numpy=={_system_numpy()}"], capture_output=True, text=True, env=_clean_env())
+         f"numpy=={_system_numpy()}"], capture_output=True, text=True, env=qgis_env())
     if probe.returncode != 0:
         pytest.skip("the local wheel folder cannot satisfy QGIS's Python offline: "
                     + probe.stdout[-300:] + probe.stderr[-300:])
@@ -67,7 +63,7 @@ def wheels(tmp_path_factory) -> Path:
 
 def _system_numpy() -> str:
     return subprocess.run([QGIS_PYTHON, "-c", "import numpy; print(numpy.__version__)"],
-                          capture_output=True, text=True, env=_clean_env()).stdout.strip()
+                          capture_output=True, text=True, env=qgis_env()).stdout.strip()
 
 
 def _fresh_profile(tmp_path_factory, name: str) -> Path:
@@ -164,7 +160,7 @@ def test_no_module_qgis_imports_is_shadowed(installed, tmp_path):
     root = installed[0]
     plugins = root / "profiles" / "default" / "python" / "plugins"
     proc = subprocess.run([QGIS_PYTHON, "-c", SHADOW_CHECK, str(_deps(root)), str(plugins)],
-                          env=_clean_env(QGIS_CUSTOM_CONFIG_PATH=str(root)), cwd=tmp_path,
+                          env=qgis_env(QGIS_CUSTOM_CONFIG_PATH=str(root)), cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -216,7 +212,7 @@ def test_mean_runs_without_torch(wheels, tmp_path_factory, tmp_path):
     proc = subprocess.run([QGIS_PYTHON, str(installer), "--target", str(_deps(root)),
                            "--only", "rasterio,shapely",
                            f"--pip-args=--no-index --find-links {wheels}"],
-                          env=_clean_env(), capture_output=True, text=True, timeout=600)
+                          env=qgis_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not (_deps(root) / "torch").exists()
     a, b = _scene(tmp_path)
