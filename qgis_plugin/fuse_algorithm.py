@@ -260,6 +260,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     BATCH_SIZE = "BATCH_SIZE"
     BANDS = "BANDS"
     SCALE = "SCALE"
+    EVIDENCE = "EVIDENCE"
     REFERENCE = "REFERENCE"
     COG = "COG"
 
@@ -321,6 +322,11 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterString(
                 self.SCALE, "Radiometric scale (auto, s2, …)", defaultValue="auto",
                 optional=True),
+            # wsfusion_core.evidence: auto (recognised Sentinel-2 / Landsat stacks use their
+            # shipped model and its cirrus / SWIR / aerosol bands), none, or band numbers
+            QgsProcessingParameterString(
+                self.EVIDENCE, "Evidence bands (auto, none, or e.g. 11,12,1)",
+                defaultValue="auto", optional=True),
             QgsProcessingParameterRasterLayer(
                 self.REFERENCE, "Output grid from layer",
                 optional=True),
@@ -399,6 +405,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             bands=parse_bands(self.parameterAsString(parameters, self.BANDS, context)),
             # parsed by wsfusion_core.view.parse_scale, like --scale (errors: one clear line)
             scale=self.parameterAsString(parameters, self.SCALE, context) or "auto",
+            # parsed by wsfusion_core.evidence.parse_evidence (errors: one clear line)
+            evidence_bands=self.parameterAsString(parameters, self.EVIDENCE, context) or "auto",
             reference=reference,
             cog=self.parameterAsBool(parameters, self.COG, context),
             allow_remote=remote,

@@ -13,6 +13,11 @@ from .train import DEFAULT_DATA
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["real-pairs"]:  # the real-cloud recipe (issues 18/24)
+        from .train_real import main as real_pairs
+
+        return real_pairs(argv[1:])
     from .train import main
 
     return main(argv)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
@@ -23,12 +23,13 @@ from .blend import FinishedRows, blend_device, buffer_for
 from .engines import make_engine
 from .engines import plan as plan_engine
 from .errors import InputError, WsfusionError, only_wsfusion_errors
+from .evidence import choose, radiometry_for
 from .grid import AlignedReader, align
 from .loop import poll, run_plan
-from .options import DEFAULT_BANDS, DEFAULT_OVERLAP, METHODS, band_problem, check_choice
+from .options import DEFAULT_OVERLAP, METHODS, band_problem, check_choice
 from .remote import patterns
 from .report import InspectReport, inspect
-from .view import ScaleSpec, parse_scale, view_radiometry
+from .view import ScaleSpec, parse_scale
 from .writers import (
     BLOCK,
     AtomicGeoTIFF,
@@ -98,6 +99,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          compile: bool = False,
          bf16: bool = False,
          allow_remote: Sequence[str] | str | None = None,
+         evidence_bands: str | Sequence[int] | None = "auto",
          ) -> FusionResult:
     """Fuse co-registered (or alignable) rasters into one GeoTIFF on the reference grid.
 
@@ -120,7 +122,14 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
 
     ``allow_remote``: host / bucket patterns (``"data.example.org"``, ``"*.example.org"``,
     ``"s3://my-bucket"``, ``"*"``) whose remote inputs (URLs, /vsicurl/, /vsis3/, /vsigs/,
-    /vsiaz/) and remote VRT sources are read; default none: local files only (remote.py)."""
+    /vsiaz/) and remote VRT sources are read; default none: local files only (remote.py).
+
+    ``evidence_bands``: bands only the quality net reads (Sentinel-2 cirrus, SWIR, aerosol):
+    ``"auto"`` (default: a recognised sensor layout with a shipped model for it uses that
+    model and its bands, and sets the default ``bands`` to the layout's true colour),
+    ``"none"`` (an RGB model), or 1-based band numbers in the model's order (evidence.py).
+    They change only the weights: every output value stays a weighted combination of the
+    inputs' values."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
@@ -148,8 +157,11 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     sources = [i.path for i in al.inputs] + [al.reference.path]
     check_outputs(targets, sources, overwrite)
 
-    net_bands = tuple(int(b) for b in bands) if bands else DEFAULT_BANDS
     needs_net = method == "learned" or seg_path is not None
+    net = choose(al.inputs, evidence_bands if method == "learned" else "none",
+                 tuple(int(b) for b in bands) if bands else None,
+                 weights, scale_spec.kind, needs_net)
+    net_bands = net.bands
     bad = band_problem(net_bands, al.count, al.inputs[0].path, explicit=bool(bands)) \
         if (needs_net or bands) else None
     if bad is not None:
@@ -164,8 +176,10 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         purpose = "the learned method" if method == "learned" else "segmentation"
         # A cluster's client runs no tiles: it loads the model on the CPU for the checks and
         # fixes the batch (the grouping of tiles) for the workers' device.
-        runner = _checked_runner(weights, device, cluster is not None, batch_size, say,
-                                 purpose, net_bands, overlap, compile, bf16)
+        runner = _checked_runner(net.weights, device, cluster is not None, batch_size, say,
+                                 purpose, net.all_bands if method == "learned" else net_bands,
+                                 overlap, compile, bf16)
+        say(f"networks read: bands {','.join(map(str, net_bands))}; {net.why}")
 
     grid = al.grid
     source, dtype, nodata = output_format(al.inputs, al.reference)
@@ -185,6 +199,10 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             "WSFUSION_INPUTS": ";".join(i.path.name for i in al.inputs)}
     if runner is not None:
         tags["WSFUSION_MODEL"] = runner.describe()
+        tags["WSFUSION_EVIDENCE"] = (", ".join(f"{n}=band {b}" for n, b in zip(
+            net.evidence_names, net.evidence)) if method == "learned" and net.evidence
+            else "none")
+    engine_bands = net.all_bands if method == "learned" else net_bands
     cb = progress or (lambda _f: None)
     cb(0.0)
 
@@ -196,7 +214,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         readers = [stack.enter_context(AlignedReader(i, grid)) for i in al.inputs]
         scales = None
         if runner is not None:
-            view = view_radiometry(readers, net_bands, scale_spec)
+            view = radiometry_for(readers, net if method == "learned" else replace(
+                net, evidence=(), evidence_names=()), scale_spec)
             scales = view.scales()
             tags["WSFUSION_SCALE"] = view.rule
             say(f"network scale: {view.rule}")
@@ -219,15 +238,15 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             from .chunked import ChunkedRun, fuse_chunked
 
             stats = fuse_chunked(ChunkedRun(
-                al.inputs, grid, plan, method, net_bands, scales, al.count, dtype, nodata,
-                num_classes, q_path is not None, runner, weights, device, out_path,
+                al.inputs, grid, plan, method, engine_bands, scales, al.count, dtype, nodata,
+                num_classes, q_path is not None, runner, net.weights, device, out_path,
                 chunk, cluster, resume, lambda: OutputSet(overwrite, verify), open_outputs,
                 sources, compile, bf16),
                 progress=cb, cancel=cancel, say=say)
         else:
             outs = stack.enter_context(OutputSet(overwrite, verify))
             fused_w, seg_w, q_w = open_outputs(outs)
-            engine = make_engine(method, runner, scales, net_bands, seg_w is not None,
+            engine = make_engine(method, runner, scales, engine_bands, seg_w is not None,
                                  q_w is not None)
             buffer = buffer_for(plan, grid.width, al.count, k, dtype, nodata, num_classes,
                                 q_w is not None, device=blend_device(method, runner))
@@ -272,8 +291,12 @@ def _checked_runner(weights: PathLike | None, device: str, on_cluster: bool,
         batch_size, device = batch_size or default_batch(device), "cpu"
     runner = load_runner(weights, device, batch_size, say, purpose,
                          compile=compile and not on_cluster, bf16=bf16)
-    if len(bands) != runner.info.in_channels:
-        raise InputError(f"the model reads {runner.info.in_channels} bands but "
+    # The learned method feeds the image bands and the evidence bands (evidence.py);
+    # segmentation alone reads the image bands.
+    want = runner.info.in_channels + (runner.evidence_count if purpose.startswith(
+        "the learned") else 0)
+    if len(bands) != want:
+        raise InputError(f"the model reads {want} bands but "
                          f"{len(bands)} were chosen ({','.join(map(str, bands))})")
     tile = runner.info.tile_size
     if overlap > tile // 2:

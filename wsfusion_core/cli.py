@@ -25,6 +25,7 @@ from .cli_options import (
     allow_remote_option,
     debug_option,
     device_option,
+    evidence_option,
     scale_option,
 )
 from .errors import Cancelled, WeightsError, WsfusionError, shown
@@ -178,9 +179,10 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 @click.option("--overlap", type=click.IntRange(min=0), default=64, show_default=True,
               help="Pixels shared by neighbouring tiles (blended to hide seams).")
 @click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
-              help="1-based bands fed to the networks as RGB (default 1,2,3); all bands are "
-              "fused.")
+              help="1-based bands fed to the networks as RGB (default: the true colour of a "
+              "recognised Sentinel-2 / Landsat stack, else 1,2,3); all bands are fused.")
 @scale_option
+@evidence_option
 @click.option("--reference", type=click.Path(path_type=str),
               help="Raster whose grid the outputs use (default: the first input).")
 @click.option("--cog", is_flag=True, help="Write Cloud Optimized GeoTIFFs.")
@@ -204,7 +206,8 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
          asset: str, group: str, segmentation: str | None,
          quality: str | None, weights: str | None, method: str, device: str,
          batch_size: int | None, compile_: bool, bf16: bool, overlap: int,
-         bands: tuple[int, ...] | None, scale: str, reference: str | None, cog: bool,
+         bands: tuple[int, ...] | None, scale: str,
+         evidence_bands: str | tuple[int, ...], reference: str | None, cog: bool,
          overwrite: bool, verify: bool, workers: int | None, address: str | None,
          scheduler_file: str | None, chunk: int | None, resume: bool,
          allow_remote: tuple[str, ...], quiet: bool) -> None:
@@ -234,7 +237,7 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         device=device, batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
         reference=reference, cog=cog, overwrite=overwrite, verify=verify,
         cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume,
-        compile=compile_, bf16=bf16, allow_remote=allow_remote)
+        compile=compile_, bf16=bf16, allow_remote=allow_remote, evidence_bands=evidence_bands)
     if stac:
         from .sources import stac_inputs
 
@@ -262,17 +265,23 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
 @click.option("--reference", type=click.Path(path_type=str),
               help="Raster whose grid fuse would use (default: the first input).")
 @click.option("--bands", callback=_parse_bands, default=None, metavar="B,B,B",
-              help="Bands fuse would feed to the networks (default 1,2,3).")
+              help="Bands fuse would feed to the networks (default: the true colour of a "
+              "recognised Sentinel-2 / Landsat stack, else 1,2,3).")
 @scale_option
+@evidence_option
+@click.option("--weights", type=click.Path(path_type=str),
+              help="Model weights fuse would use (default: chosen as fuse chooses).")
 @allow_remote_option
 @debug_option
 def info(inputs: tuple[str, ...], reference: str | None,
-         bands: tuple[int, ...] | None, scale: str, allow_remote: tuple[str, ...]) -> None:
+         bands: tuple[int, ...] | None, scale: str, evidence_bands: str | tuple[int, ...],
+         weights: str | None, allow_remote: tuple[str, ...]) -> None:
     """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
     from .report import inspect
 
     click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale,
-                       allow_remote=allow_remote).to_text())
+                       allow_remote=allow_remote, evidence_bands=evidence_bands,
+                       weights=weights).to_text())
 
 
 # ------------------------------------------------------------------------------------ demo

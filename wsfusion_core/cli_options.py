@@ -61,6 +61,25 @@ scale_option = click.option("--scale", callback=_parse_scale, default="auto", sh
                             metavar="RULE", help="One radiometric scale for all inputs as the "
                             "networks see them: auto, s2, landsat-c2, reflectance, LO,HI, a "
                             "divisor, or per-input (old rule).")
+def _parse_evidence(_ctx: click.Context, _param: click.Parameter,
+                    value: str | None) -> str | tuple[int, ...]:
+    from .errors import WsfusionError
+    from .evidence import parse_evidence
+
+    try:
+        return parse_evidence(value)
+    except WsfusionError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+evidence_option = click.option(
+    "--evidence-bands", "evidence_bands", callback=_parse_evidence, default="auto",
+    show_default=True, metavar="auto|none|B,B,...",
+    help="Bands only the quality net reads as evidence of cloud (Sentinel-2 cirrus, SWIR, "
+    "aerosol). auto: where every input is a recognised Sentinel-2 / Landsat stack and a shipped "
+    "model covers it, use that model and its bands (and default --bands to true colour); none: "
+    "the RGB model; B,B,...: 1-based band numbers in the model's order. Only the weights "
+    "change; every band is fused.")
 debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
                             callback=_set_debug, help="Show tracebacks on errors.")
 device_option = click.option("--device", type=click.Choice(list(DEVICES)),

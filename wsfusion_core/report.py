@@ -11,10 +11,11 @@ from typing import Sequence, Union
 
 from . import gdal_errors
 from .errors import InputError, WsfusionError, only_wsfusion_errors
+from .evidence import choose, radiometry_for
 from .grid import AlignedReader, RasterInfo, align, alignment_problems, describe
 from .options import DEFAULT_BANDS, band_problem
 from .remote import patterns
-from .view import ScaleSpec, parse_scale, view_radiometry
+from .view import ScaleSpec, parse_scale
 from .writers import output_format
 
 PathLike = Union[str, os.PathLike]
@@ -32,6 +33,7 @@ class InspectReport:
     problems: list[str] = field(default_factory=list)
     weights: str | None = None
     scale: str | None = None  # the radiometric rule fuse would use for the networks
+    networks: str | None = None  # layout, evidence and model (evidence.choose's ``why``)
 
     def to_text(self) -> str:
         r = self.reference
@@ -55,6 +57,8 @@ class InspectReport:
                          f"nodata {nodata} where no input is valid")
             lines.append(f"  feed bands {','.join(map(str, self.bands))} to the networks"
                          " (output keeps original values)")
+            if self.networks:
+                lines.append(f"  networks: {self.networks}")
             if self.scale:
                 lines.append(f"  network scale: {self.scale}")
             lines.append("  learned method: " + (f"model {self.weights}" if self.weights else
@@ -79,32 +83,40 @@ def _mask_text(info: RasterInfo) -> str:
 @gdal_errors.capture()
 def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
             bands: Sequence[int] | None = None, scale: str | ScaleSpec | None = None,
-            allow_remote: Sequence[str] | str | None = None) -> InspectReport:
-    """Describe the inputs and what fuse would do; incompatibilities are listed, not raised
-    (unreadable files still raise InputError). ``allow_remote`` as for ``fuse``."""
+            allow_remote: Sequence[str] | str | None = None,
+            evidence_bands: str | Sequence[int] | None = "auto",
+            weights: PathLike | None = None) -> InspectReport:
+    """Describe the inputs and what fuse would do for the learned method; incompatibilities
+    are listed, not raised (unreadable files still raise InputError). ``allow_remote``,
+    ``evidence_bands`` and ``weights`` as for ``fuse``."""
     if not inputs:
         raise InputError("no input rasters given")
     remote = patterns(allow_remote)
     infos = [describe(p, remote) for p in inputs]
     ref = describe(reference, remote) if reference is not None else infos[0]
-    chosen = tuple(bands) if bands else DEFAULT_BANDS
+    spec = parse_scale(scale)
     errors, overlaps, warped = alignment_problems(infos, ref)
     problems = [str(e) for e in errors]
+    net = None
+    try:  # fuse's own decision: layout, default bands, evidence and model
+        net = choose(infos, evidence_bands, tuple(bands) if bands else None, weights,
+                     spec.kind)
+    except WsfusionError as exc:
+        problems.append(str(exc))
+    chosen = net.bands if net is not None else (tuple(bands) if bands else DEFAULT_BANDS)
     bad = band_problem(chosen, infos[0].count, infos[0].path, explicit=bands is not None)
     if bad is not None:
         problems.append(str(bad))
-    try:
-        from .weights import read_info, resolve_weights
+    wtext: str | None = None
+    if net is not None and net.weights is not None:
+        from .weights import read_info
 
-        wpath = resolve_weights(None)
-        weights: str | None = f"{read_info(wpath).name} ({wpath.name})"
-    except WsfusionError:
-        weights = None
-    spec = parse_scale(scale)
+        wtext = f"{read_info(net.weights).name} ({net.weights.name})"
     rule = None
-    if not problems:  # the same rule fuse would apply, from the same decimated read
+    if not problems and net is not None:  # the rule fuse would apply, from the same read
         al = align(inputs, reference, remote)
         with ExitStack() as stack:
             readers = [stack.enter_context(AlignedReader(i, al.grid)) for i in al.inputs]
-            rule = view_radiometry(readers, chosen, spec).rule
-    return InspectReport(ref, infos, overlaps, warped, chosen, problems, weights, rule)
+            rule = radiometry_for(readers, net, spec).rule
+    return InspectReport(ref, infos, overlaps, warped, chosen, problems, wtext, rule,
+                         net.why if net is not None else None)

@@ -203,6 +203,9 @@ class ModelRunner:
         self.device, self.batch_size = policy.device, policy.tiles
         params = inspect.signature(model.quality_logits).parameters
         self._set_aware = "valid" in params  # quality nets that read all K inputs' validity
+        # Evidence bands (evidence.py) follow the image bands in the view; only the quality
+        # net reads them.
+        self.evidence_count = len(info.evidence_bands)
         # The current strip on the device (learned_on_device): uploaded once for all its
         # batches, recognised by a weak reference to the numpy strip it came from. Replaced
         # as one tuple and read into locals, so threads sharing a runner never mix strips.
@@ -288,15 +291,19 @@ class ModelRunner:
         self._warm()
         d, v = self._tiles(batch, plan, data, valid)
         view = self._view(d, v, scales, bands)
+        ne = self.evidence_count
+        ev_view = np.ascontiguousarray(view[:, :, -ne:]) if ne else None
+        if ne:
+            view = np.ascontiguousarray(view[:, :, :-ne])
         work = torch.float64 if d.dtype.itemsize > 2 else torch.float32
         if d.dtype not in (np.uint8, np.int16, np.float32, np.float64):
             d = d.astype(np.float64 if work == torch.float64 else np.float32)
         with torch.inference_mode():
             img = self._to_device(view)
             val = self._to_device(v)
-            quality_logits: Any = self.model.quality_logits
+            ev = self._to_device(ev_view) if ev_view is not None else None
             with self._autocast():
-                logits = quality_logits(img, val) if self._set_aware else quality_logits(img)
+                logits = self._quality(img, val, ev)
             w = quality_weights(logits, val)
             # Invalid pixels may hold NaN or sentinels: zero them so a 0 weight stays 0.
             orig = self._to_device(d).to(work)
@@ -310,6 +317,15 @@ class ModelRunner:
                     seg_logits = self.model.segmentation(fused_view)
                 seg = torch.softmax(seg_logits.float(), dim=1).cpu().numpy()
             return (fused.cpu().numpy(), w.cpu().numpy() if want_quality else None, seg)
+
+    def _quality(self, img: torch.Tensor, val: torch.Tensor, ev: torch.Tensor | None
+                 ) -> torch.Tensor:
+        """The quality logits, with validity for set-aware nets and the evidence bands for a
+        model that reads them."""
+        quality_logits: Any = self.model.quality_logits
+        if ev is not None:
+            return quality_logits(img, val, ev)
+        return quality_logits(img, val) if self._set_aware else quality_logits(img)
 
     def _device_strip(self, plan: WindowPlan, data: np.ndarray, valid: np.ndarray
                       ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -333,8 +349,10 @@ class ModelRunner:
             span = np.maximum(hi - lo, np.float32(1e-12))
             n = len(bands)
             norm = self.info.normalisation
-            mean = np.asarray(norm.get("mean", [0.0] * n), np.float32)[None].repeat(len(lo), 0)
-            std = np.asarray(norm.get("std", [1.0] * n), np.float32)[None].repeat(len(lo), 0)
+            mean = np.asarray(norm.get("mean", [0.0] * n), np.float32)[:n][None].repeat(
+                len(lo), 0)
+            std = np.asarray(norm.get("std", [1.0] * n), np.float32)[:n][None].repeat(
+                len(lo), 0)
             consts = (scales, bands, tuple(
                 torch.from_numpy(np.ascontiguousarray(a)).to(self.device)[None, :, :, None, None]
                 for a in (lo, span, mean, std)) + (
@@ -364,13 +382,15 @@ class ModelRunner:
             img = d.index_select(2, bidx).to(torch.float32)
             img = ((img - lo) / span).clamp_(0.0, 1.0)
             img = ((img - mean) / std).masked_fill_(~val.unsqueeze(2), 0.0)
-            img = img.contiguous()
-            quality_logits: Any = self.model.quality_logits
+            ne = self.evidence_count
+            ev = img[:, :, -ne:].contiguous() if ne else None
+            img = (img[:, :, :-ne] if ne else img).contiguous()
             n = self.batch_size
             with self._autocast():
                 logits = torch.cat([
-                    quality_logits(i, v) if self._set_aware else quality_logits(i)
-                    for i, v in zip(img.split(n), val.split(n))])
+                    self._quality(i, v, e)
+                    for i, v, e in zip(img.split(n), val.split(n),
+                                       ev.split(n) if ev is not None else [None] * len(batch))])
             w = quality_weights(logits, val)
             work = torch.float64 if data.dtype.itemsize > 2 else torch.float32
             orig = d.to(work).masked_fill(~val.unsqueeze(2), 0.0)  # NaN/sentinels → 0

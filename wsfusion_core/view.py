@@ -264,8 +264,10 @@ def network_view(data: np.ndarray, valid: np.ndarray, bands: tuple[int, ...],
     k = data.shape[0]
     idx = [b - 1 for b in bands]
     out = np.empty((k, len(idx)) + data.shape[2:], dtype=np.float32)
-    mean = np.asarray(norm.get("mean", [0.0] * len(idx)), dtype=np.float32)
-    std = np.asarray(norm.get("std", [1.0] * len(idx)), dtype=np.float32)
+    # A segmentation-only view reads the image bands of a model with evidence: the first
+    # entries of its normalisation.
+    mean = np.asarray(norm.get("mean", [0.0] * len(idx)), dtype=np.float32)[:len(idx)]
+    std = np.asarray(norm.get("std", [1.0] * len(idx)), dtype=np.float32)[:len(idx)]
     for i in range(k):
         x = to_unit(data[i, idx], scales[i][:, 0], scales[i][:, 1])
         x -= mean[:, None, None]

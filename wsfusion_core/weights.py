@@ -58,10 +58,26 @@ class ModelInfo:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     name: str = "wsfusion"
+    # The evidence contract (sensors.py): bands only the quality net reads, by STAC EO common
+    # name, as reflectance (the layout's or the file's rule) normalised by ``mean``/``std``;
+    # ``image_scale`` "reflectance" means the image bands were seen as reflectance / 0.3 (the
+    # ``s2`` rule) in training, so inference uses the layout's reflectance for them too.
+    # Files without it are RGB models (no evidence), as before.
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def evidence_bands(self) -> list[str]:
+        """The evidence bands' common names, in the order the quality net reads them."""
+        return list(self.evidence.get("bands", []))
+
+    @property
+    def layouts(self) -> list[str]:
+        """The sensor layouts (sensors.LAYOUTS keys) the model was trained for; [] = any RGB."""
+        return list(self.evidence.get("layouts", []))
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, **asdict(self)}, indent=2, sort_keys=True)
@@ -88,7 +104,8 @@ def build_model(info: ModelInfo) -> FusionModel:
         raise WeightsError(f"unknown quality-net architecture {info.architecture!r} in the "
                            f"metadata (this version knows {', '.join(ARCHITECTURES)})")
     return FusionModel(num_classes=info.num_classes, in_channels=info.in_channels,
-                       widths=info.widths, fusion=info.fusion, architecture=info.architecture)
+                       widths=info.widths, fusion=info.fusion, architecture=info.architecture,
+                       evidence_channels=len(info.evidence_bands))
 
 
 def save_weights(path: str | os.PathLike, model: FusionModel, info: ModelInfo,

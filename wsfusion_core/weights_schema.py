@@ -88,6 +88,15 @@ SCHEMA: dict[str, Check] = {
     "provenance": mapping,
     "metrics": mapping,
     "name": text(200),
+    "evidence": mapping,
+}
+
+# The evidence contract (weights.ModelInfo.evidence): each key and its check.
+EVIDENCE_SCHEMA: dict[str, Check] = {
+    "bands": list_of(text(40), 0, 16),  # STAC EO common names (sensors.COMMON_NAMES)
+    "layouts": list_of(text(40), 0, 16),  # sensors.LAYOUTS keys
+    "image_scale": one_of("auto", "reflectance"),
+    "reflectance_rule": text(200),
 }
 
 
@@ -99,7 +108,10 @@ def problems(data: Any) -> list[str]:
            if key in data and (bad := check(data[key]))]
     if out:
         return out
-    channels = data.get("in_channels", 3)
+    ev = data.get("evidence", {})
+    # The normalisation covers the image channels, then the evidence bands (evidence.py).
+    channels = data.get("in_channels", 3) + (len(ev["bands"]) if isinstance(ev, dict) and
+                                             isinstance(ev.get("bands"), list) else 0)
     norm = data.get("normalisation", {})
     for key, check in (("mean", number), ("std", positive)):
         if key in norm:
@@ -108,6 +120,8 @@ def problems(data: Any) -> list[str]:
                 out.append(f"normalisation.{key} {bad}")
     if "scale" in norm and positive(norm["scale"]):
         out.append(f"normalisation.scale {positive(norm['scale'])}")
+    if isinstance(ev, dict):
+        out += _evidence_problems(ev)
     if "class_names" in data and "class_colours" in data and \
             len(data["class_names"]) != len(data["class_colours"]):
         out.append(f"class_colours has {len(data['class_colours'])} entries for "
@@ -119,4 +133,21 @@ def problems(data: Any) -> list[str]:
     return out
 
 
-__all__ = ["SCHEMA", "problems"]
+def _evidence_problems(ev: dict[str, Any]) -> list[str]:
+    """The evidence contract: known common names and layouts (their normalisation is checked
+    with the image channels')."""
+    from .sensors import COMMON_NAMES, LAYOUTS
+
+    out = [f"evidence.{key} {bad}" for key, check in EVIDENCE_SCHEMA.items()
+           if key in ev and (bad := check(ev[key]))]
+    if out:
+        return out
+    bands = ev.get("bands", [])
+    out += [f"evidence.bands: unknown band name {b!r} (known: {', '.join(COMMON_NAMES)})"
+            for b in bands if b not in COMMON_NAMES]
+    out += [f"evidence.layouts: unknown layout {n!r} (known: {', '.join(LAYOUTS)})"
+            for n in ev.get("layouts", []) if n not in LAYOUTS]
+    return out
+
+
+__all__ = ["EVIDENCE_SCHEMA", "SCHEMA", "problems"]
