@@ -325,7 +325,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             # wsfusion_core.evidence: auto (recognised Sentinel-2 / Landsat stacks use their
             # shipped model and its cirrus / SWIR / aerosol bands), none, or band numbers
             QgsProcessingParameterString(
-                self.EVIDENCE, "Evidence bands (auto, none, or e.g. 11,12,1)",
+                self.EVIDENCE, "Evidence bands (auto, none, …)",
                 defaultValue="auto", optional=True),
             QgsProcessingParameterRasterLayer(
                 self.REFERENCE, "Output grid from layer",

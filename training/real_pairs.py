@@ -9,7 +9,10 @@ one is degraded. A sample is a random crop turned into K = 2..6 inputs:
   (its cloudy pixels, all 13 bands, through that pair's cloud mask as alpha: real spectra in
   cirrus and SWIR too, nothing invented), the clear image under a synthetic cloud shadow (every
   band darkened: physically sound in all bands), another gain-changed copy of the cloudy or
-  the clear image, or the clear image with a declared fill (nodata) block.
+  the clear image, the clear image with a declared fill (nodata) block, or (``veil_prob``) the
+  clear image under a synthetic cirrus or haze veil (:func:`veil`: spectra that hold in every
+  band); with ``veil_prob`` the real cloudy input itself is replaced by a veiled copy that
+  often. Thin whole-scene veils are rare among the real pairs (581, 6780), common in real use.
 
 Degraded pixels (where the loss applies): the pair's cloud mask where there is one (the 20
 training pairs), else the project's brightening rule (realclouds.s2_clouded), plus a cloud
@@ -150,8 +153,46 @@ def _gain(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> n
     return (img * g * tint).astype(np.float32)
 
 
+# Low haze (aerosol) brightens short wavelengths most and leaves the cirrus band (B10: absorbed
+# below the high troposphere) untouched; per band of the 13-band stack, relative to blue.
+HAZE_SPECTRUM = (1.3, 1.0, 0.8, 0.65, 0.55, 0.5, 0.45, 0.4, 0.38, 0.35, 0.0, 0.12, 0.06)
+CIRRUS = 10  # B10, 0-based
+
+
+def veil(img: np.ndarray, rng: np.random.Generator, kind: str
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic veil over a (13, h, w) reflectance crop, physically sound in every band.
+
+    ``cirrus``: thin ice cloud adds about the same reflectance to every band and a part of it to
+    B10 (the visible gain over B10 is 1.2-2.5, as in the cirrus corrections of the
+    literature and the real veil of pair 6780: +0.06 in RGB for +0.034 in B10). ``haze``: low
+    aerosol haze, strongest in coastal and blue, absent from B10 (HAZE_SPECTRUM), with a slight
+    loss of contrast. Returns (veiled image, degraded pixels: visible brightening > 0.01)."""
+    c = img.shape[-1]
+    field = np.clip(0.6 + 0.4 * _blob_field((c, c), rng), 0.2, 1.0).astype(np.float32)
+    if kind == "cirrus":
+        t = rng.uniform(0.008, 0.05) * field
+        gamma = rng.uniform(1.2, 2.5)
+        out = img + gamma * t[None]
+        out[CIRRUS] = img[CIRRUS] + t
+        added = gamma * t
+    else:
+        h = rng.uniform(0.02, 0.12) * field
+        spec = np.asarray(HAZE_SPECTRUM, np.float32)[:, None, None]
+        out = img * (1 - 0.3 * h[None]) + spec * h[None]
+        added = h
+    return out.astype(np.float32), added > 0.01
+
+
+def _blob_field(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    from .artifacts import blob_noise
+
+    return blob_noise(shape, rng, cells=rng.uniform(1.0, 3.0))
+
+
 def make_real_sample(pairs: Sequence[Pair], index: int, k: int, crop: int,
-                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+                     rng: np.random.Generator, veil_prob: float = 0.0
+                     ) -> dict[str, np.ndarray]:
     """One sample from pair ``index``: inputs (K, 13, c, c) reflectance, valid (K, c, c),
     target (13, c, c) (the clear input as given), degraded (K, c, c), and ``loss`` (c, c): the
     pixels where some input is degraded and the clear one is valid."""
@@ -161,14 +202,24 @@ def make_real_sample(pairs: Sequence[Pair], index: int, k: int, crop: int,
     y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
     win = (slice(None), slice(y, y + c), slice(x, x + c))
     clear = _gain(p.clear[win], rng, 0.5)
-    inputs = [clear, _gain(p.cloudy[win], rng)]
-    degraded = [np.zeros((c, c), bool), p.degraded[win[1:]]]
+    if rng.random() < veil_prob:  # the second input a veiled copy instead of the real cloudy
+        v, d = veil(_gain(p.clear[win], rng), rng, "cirrus" if rng.random() < 0.5 else "haze")
+        inputs, degraded = [clear, v], [np.zeros((c, c), bool), d]
+    else:
+        inputs = [clear, _gain(p.cloudy[win], rng)]
+        degraded = [np.zeros((c, c), bool), p.degraded[win[1:]]]
     valid = [np.ones((c, c), bool), np.ones((c, c), bool)]
     donors = [q for q in pairs if q is not p and q.cloud_share > 0.15]
     for _ in range(k - 2):
-        kind = rng.choice(["transplant", "shadow", "cloudy", "clear", "fill"],
-                          p=[0.4, 0.2, 0.15, 0.15, 0.1])
-        if kind == "transplant" and donors:
+        kind = rng.choice(["transplant", "shadow", "cloudy", "clear", "fill", "veil"],
+                          p=[0.3, 0.15, 0.15, 0.1, 0.1, 0.2] if veil_prob else
+                          [0.4, 0.2, 0.15, 0.15, 0.1, 0.0])
+        if kind == "veil":
+            v, d = veil(_gain(p.clear[win], rng), rng, "cirrus" if rng.random() < 0.5 else "haze")
+            inputs.append(v)
+            degraded.append(d)
+            valid.append(np.ones((c, c), bool))
+        elif kind == "transplant" and donors:
             q = donors[int(rng.integers(len(donors)))]
             qy, qx = int(rng.integers(0, q.cloud.shape[0] - c + 1)), \
                 int(rng.integers(0, q.cloud.shape[1] - c + 1))

@@ -70,6 +70,8 @@ class RealConfig:
     lr_final: float = 3e-5  # cosine decay to this
     confidence: float = 0.1  # weight of the -log(weight on non-degraded inputs) term
     joint_scale: float = 0.7  # share of samples on the auto rule's jointly estimated scale
+    veil_prob: float = 0.0  # synthetic cirrus / haze veils (real_pairs.veil); 0: none
+    veil_from: int = 0  # the step from which veils are drawn (a run resumed with them)
     aerial_every: int = 3  # one synthetic aerial batch every N steps (0: none)
     aerial_crop: int = 128
     checkpoint_every: int = 250
@@ -206,7 +208,7 @@ def _log(path: Path, record: dict[str, Any]) -> None:
 
 def _lr(cfg: RealConfig, step: int) -> float:
     t = min(step / max(cfg.steps, 1), 1.0)
-    return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + np.cos(np.pi * t))
+    return float(cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + np.cos(np.pi * t)))
 
 
 def real_batch(samples: Sequence[dict[str, np.ndarray]], joint: Sequence[bool],
@@ -379,7 +381,8 @@ def train(cfg: RealConfig, resume: bool = False) -> Path:
                 fused, torch.from_numpy(np.stack([s["clean"] for s in ss])), v)
         else:
             idx = rng.integers(len(train_pairs), size=cfg.batch_size)
-            ss = [make_real_sample(train_pairs, int(i), k, cfg.crop, rng) for i in idx]
+            vp = cfg.veil_prob if step >= cfg.veil_from else 0.0
+            ss = [make_real_sample(train_pairs, int(i), k, cfg.crop, rng, vp) for i in idx]
             joint = [bool(rng.random() < cfg.joint_scale) and not ev_idx for _ in ss]
             batch = real_batch(ss, joint, ev_idx, ev_mean, ev_std)
             loss, _ = real_pair_loss(model, batch, cfg.confidence)
@@ -443,6 +446,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--aerial-every", type=int, default=d.aerial_every,
                    help="one synthetic aerial batch every N steps for RGB models (0: none; "
                         f"default {d.aerial_every})")
+    p.add_argument("--veil", type=float, default=d.veil_prob,
+                   help="probability of synthetic cirrus / haze veils per sample (default "
+                        f"{d.veil_prob:g}: none)")
+    p.add_argument("--veil-from", type=int, default=d.veil_from,
+                   help="first step that draws veils (default 0; a resumed run may add them "
+                        "from its current step)")
     p.add_argument("--val-every", type=int, default=d.val_every,
                    help=f"validate and save weights every N steps (default {d.val_every})")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
@@ -462,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      layouts=split(a.layouts), holdout=split(a.holdout), steps=a.steps,
                      batch_size=a.batch_size, crop=a.crop, k_max=a.k_max, lr=a.lr,
                      confidence=a.confidence, aerial_every=a.aerial_every,
+                     veil_prob=a.veil, veil_from=a.veil_from,
                      val_every=a.val_every, checkpoint_every=a.checkpoint_every,
                      threads=a.threads, seed=a.seed)
     path = train(cfg, resume=a.resume)
