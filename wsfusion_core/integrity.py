@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# Block offsets read per band at most: beyond this only the blocks that come last in the
-# file's usual order (the last block rows, where a cut-short file loses its data) are checked.
-MAX_BLOCKS = 65536
-TAIL_BLOCKS = 4096
+# Block offsets read at most (all bands together): beyond this only the blocks that come last
+# in each band (the last block rows, where a cut-short file loses its data) are checked. A
+# lookup costs ~10 µs, so the check stays under a fifth of a second on any file.
+MAX_BLOCKS = 16384
 
 
 def truncation_problem(src: Any, path: str | os.PathLike) -> str | None:
@@ -23,11 +23,12 @@ def truncation_problem(src: Any, path: str | os.PathLike) -> str | None:
     size = os.path.getsize(path)
     interleave = getattr(src.interleaving, "name", "PIXEL")
     bands = [1] if interleave == "PIXEL" else list(src.indexes)
+    bh, bw = src.block_shapes[0]
+    rows, cols = -(-src.height // bh), -(-src.width // bw)
+    per_band = max(1, MAX_BLOCKS // len(bands))
     for b in bands:
-        windows = [ij for ij, _w in src.block_windows(b)]
-        if len(windows) > MAX_BLOCKS:
-            windows = windows[-TAIL_BLOCKS:]
-        for i, j in windows:
+        for k in range(max(0, rows * cols - per_band), rows * cols):
+            i, j = divmod(k, cols)
             off = src.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=b)
             n = src.get_tag_item(f"BLOCK_SIZE_{j}_{i}", "TIFF", bidx=b)
             if off and n and int(off) > 0 and int(off) + int(n) > size:
