@@ -107,7 +107,7 @@ def quiet_warnings(fn: F) -> F:
 
         say = kwargs.get("log") or (lambda _msg: None)
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            warnings.simplefilter("default")  # once per place: a long run records few
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             try:
                 return fn(*args, **kwargs)

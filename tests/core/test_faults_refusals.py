@@ -497,3 +497,26 @@ def test_errors_survive_pickling_whole():
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is InputError and back.path == Path("/data/a.tif")
     assert back.hint == "try b" and str(back) == str(err)
+
+
+def test_python_warnings_go_to_the_log_once_per_place(capfd):
+    """What fuse and inspect are wrapped in: numpy's RuntimeWarnings (a thousand of them from
+    one line) and others reach ``log`` as one line each, and nothing is printed."""
+    import warnings
+
+    from wsfusion_core.errors import quiet_warnings
+
+    @quiet_warnings
+    def work(log=None):
+        for _ in range(1000):
+            np.float32(3e38) * np.float32(10)  # overflow: a RuntimeWarning each time
+        warnings.warn("a library's note", stacklevel=1)
+        return "done"
+
+    lines: list[str] = []
+    assert work(log=lines.append) == "done"
+    assert lines == ["warning: RuntimeWarning: overflow encountered in scalar multiply",
+                     "warning: UserWarning: a library's note"]
+    assert work() == "done"  # no log: dropped
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # never printed
