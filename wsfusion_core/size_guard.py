@@ -58,9 +58,9 @@ def data_extent(info: RasterInfo) -> BaseGeometry:
     if rects is None:
         return whole
     polys = []
-    for x0, y0, w, h in rects:
-        x0, y0 = max(x0, 0.0), max(y0, 0.0)
-        x1, y1 = min(x0 + w, info.width), min(y0 + h, info.height)
+    for xoff, yoff, w, h in rects:  # clipped to the raster: GDAL reads nothing outside it
+        x0, y0 = max(xoff, 0.0), max(yoff, 0.0)
+        x1, y1 = min(xoff + w, info.width), min(yoff + h, info.height)
         if x1 > x0 and y1 > y0:
             corners = [info.transform @ p for p in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
             polys.append(_poly(corners))
