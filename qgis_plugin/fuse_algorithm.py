@@ -263,6 +263,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     EVIDENCE = "EVIDENCE"
     REFERENCE = "REFERENCE"
     COG = "COG"
+    ALLOW_LARGE = "ALLOW_LARGE"
 
     def createInstance(self) -> FuseAlgorithm:  # noqa: N802
         return FuseAlgorithm()
@@ -331,6 +332,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
                 self.REFERENCE, "Output grid from layer",
                 optional=True),
             QgsProcessingParameterBoolean(self.COG, "Write Cloud Optimized GeoTIFFs", False),
+            # the core refuses an output grid far beyond the data or the free disk space
+            QgsProcessingParameterBoolean(self.ALLOW_LARGE, "Allow a very large output", False),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -409,6 +412,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             evidence_bands=self.parameterAsString(parameters, self.EVIDENCE, context) or "auto",
             reference=reference,
             cog=self.parameterAsBool(parameters, self.COG, context),
+            allow_large=self.parameterAsBool(parameters, self.ALLOW_LARGE, context),
             allow_remote=remote,
         )
 

@@ -9,6 +9,7 @@ so memory does not grow with raster height. ``inspect`` (the ``info`` report) is
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from contextlib import ExitStack
@@ -22,7 +23,7 @@ from . import gdal_errors
 from .blend import FinishedRows, blend_device, buffer_for
 from .engines import make_engine
 from .engines import plan as plan_engine
-from .errors import InputError, WsfusionError, only_wsfusion_errors
+from .errors import InputError, WsfusionError, only_wsfusion_errors, quiet_warnings
 from .evidence import choose, radiometry_for
 from .grid import AlignedReader, align
 from .loop import poll, run_plan
@@ -40,6 +41,7 @@ from .writers import (
     open_quality,
     open_segmentation,
     output_format,
+    output_path,
 )
 
 PathLike = Union[str, os.PathLike]
@@ -75,6 +77,7 @@ class FusionResult:
 
 
 @only_wsfusion_errors
+@quiet_warnings  # Python warnings to ``log``, never printed
 @gdal_errors.capture()  # GDAL's messages recorded (writers check them), never printed
 def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          segmentation: PathLike | None = None,
@@ -100,6 +103,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          bf16: bool = False,
          allow_remote: Sequence[str] | str | None = None,
          evidence_bands: str | Sequence[int] | None = "auto",
+         allow_large: bool = False,
          ) -> FusionResult:
     """Fuse co-registered (or alignable) rasters into one GeoTIFF on the reference grid.
 
@@ -129,7 +133,10 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     model and its bands, and sets the default ``bands`` to the layout's true colour),
     ``"none"`` (an RGB model), or 1-based band numbers in the model's order (evidence.py).
     They change only the weights: every output value stays a weighted combination of the
-    inputs' values."""
+    inputs' values.
+
+    ``allow_large``: run even an output grid far beyond the inputs' data, or one that would not
+    fit the disk at 2:1 compression; both are refused by default (size_guard.py)."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
@@ -148,14 +155,23 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         raise WsfusionError("a quality output needs per-input weights",
                             hint="use method learned, mean or min-blue")
 
+    if isinstance(cluster, (str, os.PathLike)) and "://" not in os.fspath(cluster) \
+            and os.path.isfile(cluster):
+        from .distributed import check_scheduler_file
+
+        check_scheduler_file(os.fspath(cluster))  # before any work, not after the model
+
     remote = patterns(allow_remote)
     al = align(inputs, reference, remote)
-    out_path = Path(output)
-    seg_path = Path(segmentation) if segmentation is not None else None
-    q_path = Path(quality) if quality is not None else None
+    out_path = output_path(output)
+    seg_path = output_path(segmentation) if segmentation is not None else None
+    q_path = output_path(quality) if quality is not None else None
     targets = [p for p in (out_path, seg_path, q_path) if p is not None]
     sources = [i.path for i in al.inputs] + [al.reference.path]
     check_outputs(targets, sources, overwrite)
+    if not allow_large:  # before any model is loaded or pixel read
+        _check_size(al, {"fused": out_path, "segmentation": seg_path, "quality": q_path},
+                    method, cog, chunked)
 
     needs_net = method == "learned" or seg_path is not None
     net = choose(al.inputs, evidence_bands if method == "learned" else "none",
@@ -196,7 +212,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     say(f"plan: {plan.rows.count} x {plan.cols.count} tiles ({shape})")
 
     tags = {"WSFUSION_METHOD": method,
-            "WSFUSION_INPUTS": ";".join(i.path.name for i in al.inputs)}
+            # a JSON list: any separator could be part of a file name
+            "WSFUSION_INPUTS": json.dumps([i.path.name for i in al.inputs], ensure_ascii=False)}
     if runner is not None:
         tags["WSFUSION_MODEL"] = runner.describe()
         tags["WSFUSION_EVIDENCE"] = (", ".join(f"{n}=band {b}" for n, b in zip(
@@ -277,6 +294,25 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         class_colours=tuple(tuple(c) for c in runner.info.class_colours)
         if seg_path and runner else (),
         chunks=stats)
+
+
+def _check_size(al: Any, targets: dict[str, Path | None], method: str, cog: bool,
+                chunked: bool) -> None:
+    """Refuse an output grid far beyond the inputs' data or too large for its disk."""
+    from .size_guard import disk_problem, extent_problem, output_bytes
+
+    big = extent_problem(al.inputs, al.reference, al.grid)
+    if big is not None:
+        raise big
+    outs = {k: v for k, v in targets.items() if v is not None}
+    needs_net = method == "learned" or "segmentation" in outs
+    _source, dtype, _nodata = output_format(al.inputs, al.reference)
+    sizes = output_bytes(al.grid, al.count, dtype, len(al.inputs), "segmentation" in outs,
+                         "quality" in outs)
+    full = disk_problem(outs, sizes, cog,
+                        chunked or (needs_net and al.grid.width > AUTO_CHUNK_WIDTH))
+    if full is not None:
+        raise full
 
 
 def _checked_runner(weights: PathLike | None, device: str, on_cluster: bool,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from .chunks import Chunk, plan_chunks, region_for
+from .errors import WsfusionError, quiet_warnings
 from .grid import Grid, RasterInfo
 from .loop import poll as _poll
 from .parts import (
@@ -90,6 +91,7 @@ class RunStats:
 
 
 
+@quiet_warnings  # on a dask worker nothing would show them but its raw stderr
 def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any = None
               ) -> ChunkStats:
     """One task: compute ``chunk`` with the ordinary engine loop over its sub-plan and publish
@@ -131,8 +133,10 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
             run_plan(region.plan, readers, engine, buffer, writers.sink,
                      origin=(region.y, region.x), tick=tick, pieces=job.batch is None)
         writers.publish()
-    except BaseException:
+    except BaseException as exc:
         writers.abort()
+        if isinstance(exc, WsfusionError):  # GDAL's chained errors do not unpickle: dask
+            exc.__context__ = exc.__cause__ = None  # would send Exception(repr(exc)) instead
         raise
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return ChunkStats(chunk.name, tiles if job.batch is not None else 0,

@@ -22,6 +22,7 @@ from .cli_options import (
     _parse_bands,
     _Progress,
     _Stop,
+    allow_large_option,
     allow_remote_option,
     debug_option,
     device_option,
@@ -78,12 +79,14 @@ class _Group(click.Group):
 def _cli_message(exc: WsfusionError) -> str:
     """The core's message with its hint reworded in this command's flags."""
     from .remote import RemoteRefused
+    from .size_guard import LARGE_HINT
     from .weights import NO_MODEL_HINT
     from .writers import OVERWRITE_HINT
 
     flags = {NO_MODEL_HINT: "pass --weights PATH to a wsfusion model, or use --method mean / "
                             "--method median",
-             OVERWRITE_HINT: "use --overwrite to replace it"}
+             OVERWRITE_HINT: "use --overwrite to replace it",
+             LARGE_HINT: "pass --allow-large to run it anyway"}
     hint = exc.hint
     if hint is None and isinstance(exc, WeightsError):  # any model problem: the same way out
         hint = NO_MODEL_HINT
@@ -200,6 +203,7 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 @click.option("--verify", is_flag=True, help="Decode every block of the outputs before "
               "publishing them (always checked: their structure).")
 @allow_remote_option
+@allow_large_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info lines.")
 @debug_option
 def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
@@ -210,7 +214,7 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
          evidence_bands: str | tuple[int, ...], reference: str | None, cog: bool,
          overwrite: bool, verify: bool, workers: int | None, address: str | None,
          scheduler_file: str | None, chunk: int | None, resume: bool,
-         allow_remote: tuple[str, ...], quiet: bool) -> None:
+         allow_remote: tuple[str, ...], allow_large: bool, quiet: bool) -> None:
     """Fuse INPUT rasters of the same place into one GeoTIFF.
 
     One input is accepted (useful with --segmentation to map a single image); fusion needs
@@ -237,7 +241,8 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         device=device, batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
         reference=reference, cog=cog, overwrite=overwrite, verify=verify,
         cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume,
-        compile=compile_, bf16=bf16, allow_remote=allow_remote, evidence_bands=evidence_bands)
+        compile=compile_, bf16=bf16, allow_remote=allow_remote, evidence_bands=evidence_bands,
+        allow_large=allow_large)
     if stac:
         from .sources import stac_inputs
 
@@ -272,16 +277,17 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
 @click.option("--weights", type=click.Path(path_type=str),
               help="Model weights fuse would use (default: chosen as fuse chooses).")
 @allow_remote_option
+@allow_large_option
 @debug_option
 def info(inputs: tuple[str, ...], reference: str | None,
          bands: tuple[int, ...] | None, scale: str, evidence_bands: str | tuple[int, ...],
-         weights: str | None, allow_remote: tuple[str, ...]) -> None:
+         weights: str | None, allow_remote: tuple[str, ...], allow_large: bool) -> None:
     """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
     from .report import inspect
 
     click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale,
                        allow_remote=allow_remote, evidence_bands=evidence_bands,
-                       weights=weights).to_text())
+                       weights=weights, allow_large=allow_large).to_text())
 
 
 # ------------------------------------------------------------------------------------ demo

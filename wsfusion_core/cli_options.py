@@ -57,6 +57,11 @@ allow_remote_option = click.option(
     help="Read remote inputs (http(s)/s3/gs/az URLs, /vsicurl/, /vsis3/, ...) and remote VRT "
     "sources from this host or bucket: host, *.host, host:port, s3://bucket, or * for any. "
     "Repeatable. Default: local files only. Allowing a host also trusts where it redirects.")
+allow_large_option = click.option(
+    "--allow-large", is_flag=True,
+    help="Run even when the output grid is more than 10x the area where the inputs hold data "
+    "(and over 67 Mpx), or would not fit the free disk space at 2:1 compression; both are "
+    "refused by default.")
 scale_option = click.option("--scale", callback=_parse_scale, default="auto", show_default=True,
                             metavar="RULE", help="One radiometric scale for all inputs as the "
                             "networks see them: auto, s2, landsat-c2, reflectance, LO,HI, a "

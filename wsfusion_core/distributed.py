@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from .chunked import ChunkStats, Job, run_chunk
 from .chunks import Chunk
-from .errors import WsfusionError
+from .errors import WsfusionError, first_line
 from .loop import poll as _poll
 
 PLUGIN_PREFIX = "wsfusion-model-"
@@ -216,8 +216,29 @@ def connect(cluster: Any, stack: ExitStack) -> Any:
             return stack.enter_context(Client(text, timeout="30s"))
         if not os.path.isfile(text):
             raise WsfusionError(f"{text}: scheduler file not found")
+        check_scheduler_file(text)
         return stack.enter_context(Client(scheduler_file=text, timeout="30s"))
     except WsfusionError:
         raise
     except (OSError, TimeoutError) as exc:
         raise WsfusionError(f"{text}: cannot reach the dask scheduler ({exc})") from None
+
+
+def check_scheduler_file(path: str) -> None:
+    """A scheduler file is the JSON ``dask scheduler --scheduler-file`` writes, with the
+    scheduler's ``address``; anything else is refused in one line naming the file (dask itself
+    fails with a bare AssertionError or JSONDecodeError)."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(2**20).decode("utf-8"))
+    except OSError as exc:
+        raise WsfusionError(f"cannot read the scheduler file ({exc.strerror or exc})",
+                            path=path) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WsfusionError(f"not a dask scheduler file: invalid JSON ({first_line(exc)})",
+                            path=path) from None
+    if not isinstance(data, dict) or not isinstance(data.get("address"), str):
+        raise WsfusionError("not a dask scheduler file: it holds no scheduler \"address\"",
+                            path=path)

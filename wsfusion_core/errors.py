@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar, Union
 
@@ -23,6 +24,19 @@ class WsfusionError(Exception):
         self.message = message
         text = f"{shown(self.path)}: {message}" if self.path is not None else message
         super().__init__(f"{text}; {hint}" if hint else text)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled whole (path, hint, a subclass's own fields): a chunk that fails on a dask
+        # worker reaches the client as the same one-line error, not as a wrapped repr.
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore(cls: type[WsfusionError], args: tuple[Any, ...], state: dict[str, Any]
+             ) -> WsfusionError:
+    obj = cls.__new__(cls)
+    Exception.__init__(obj, *args)
+    obj.__dict__.update(state)
+    return obj
 
 
 class InputError(WsfusionError):
@@ -77,5 +91,33 @@ def only_wsfusion_errors(fn: F) -> F:
             first = (str(exc).strip().splitlines() or [""])[0]
             raise WsfusionError(f"unexpected {type(exc).__name__}: {first}",
                                 hint="this is a bug, please report it") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def quiet_warnings(fn: F) -> F:
+    """Keep Python warnings (numpy's RuntimeWarnings, rasterio's) off the terminal during a
+    public entry point: each distinct one goes to the call's ``log`` callable as one line, or
+    is dropped when there is none. rasterio's NotGeoreferencedWarning is dropped always: inputs
+    without a CRS are handled (and refused when mixed) by the engine itself."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rasterio.errors import NotGeoreferencedWarning
+
+        say = kwargs.get("log") or (lambda _msg: None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")  # once per place: a long run records few
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seen: set[str] = set()
+                for w in caught:
+                    text = " ".join(str(w.message).split())
+                    line = f"warning: {w.category.__name__}: {text}"
+                    if line not in seen:
+                        seen.add(line)
+                        say(line)
 
     return wrapper  # type: ignore[return-value]

@@ -25,7 +25,9 @@ from rasterio.windows import Window
 
 from .blockread import FixedBlocks
 from .errors import InputError, first_line, shown
+from .georef import check_georeferencing, crs_problem, footprint_on
 from .input_guard import GDAL_TYPE_NAMES, dtype_problem, open_input
+from .integrity import chained_cause, truncation_problem
 from .options import MaskKind
 
 if TYPE_CHECKING:
@@ -124,6 +126,10 @@ def describe(path: str | os.PathLike, allow_remote: Sequence[str] = ()) -> Raste
             if crs is None and src.gcps[0]:
                 raise InputError("georeferenced by ground control points only", path=p,
                                  hint="warp it to a CRS first (gdalwarp)")
+            check_georeferencing(p, src.transform, src.width, src.height, crs)
+            cut = truncation_problem(src, p)
+            if cut is not None:
+                raise InputError(cut, path=p)
             rgb = [src.colorinterp[b - 1] for b in bands[:3]] == [
                 ColorInterp.red, ColorInterp.green, ColorInterp.blue]
             return RasterInfo(p, src.width, src.height, bands, alpha, src.dtypes[bands[0] - 1],
@@ -153,8 +159,11 @@ def _pixel_footprint(transform: Affine, width: int, height: int, densify: int = 
     return Polygon(zip(xs, ys))
 
 
-def footprint_in(info: RasterInfo, crs: CRS | None) -> Polygon:
-    """The raster's footprint in ``crs`` (densified edges).
+def footprint_in(info: RasterInfo, crs: CRS | None, grid: Grid | None = None) -> Polygon:
+    """The raster's footprint in ``crs`` (densified edges); with ``grid`` (whose CRS is
+    ``crs``) only the part near that grid, found through longitude/latitude so that footprints
+    crossing the antimeridian or a pole, or reaching beyond the grid CRS's domain, still land
+    right (georef.footprint_on).
 
     Reprojected with rasterio's own PROJ, the one that also warps the pixels: inside QGIS a
     second PROJ (the distribution's pyproj) may be loaded, and its database need not match the
@@ -166,6 +175,13 @@ def footprint_in(info: RasterInfo, crs: CRS | None) -> Polygon:
     if crs is None or info.crs is None or info.crs == crs:
         return poly
     xs, ys = poly.exterior.coords.xy
+    if grid is not None:
+        try:
+            near = footprint_on(xs, ys, info.crs, grid.footprint().exterior.coords.xy, crs)
+        except Exception:  # noqa: BLE001 - degenerate geometry: the direct way below
+            near = None
+        if near is not None:
+            return near
     try:
         px, py = transform_points(info.crs, crs, list(xs), list(ys))
     except Exception:  # no transformation between the two CRSs
@@ -193,7 +209,8 @@ def overlap_fraction(info: RasterInfo, grid: Grid) -> float:
         if attempt:
             time.sleep(0.2 * attempt)
         try:
-            fraction = float(footprint_in(info, grid.crs).intersection(ref).area / ref.area)
+            fraction = float(footprint_in(info, grid.crs, grid).intersection(ref).area
+                             / ref.area)
         except Exception:  # degenerate geometry after reprojection: treat as no overlap
             fraction = 0.0
         if fraction > 0:
@@ -251,9 +268,16 @@ def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
         problems.append(InputError("has no CRS and its size differs from the inputs'",
                                    path=ref.path))
     grid = ref.grid()
-    overlaps = [overlap_fraction(info, grid) for info in infos]
+    cx, cy = grid.transform @ (grid.width / 2, grid.height / 2)
+    apart = {i.path: why for i in infos if i.crs is not None and ref.crs is not None
+             and i.crs != ref.crs
+             and (why := crs_problem(i.crs, ref.crs, cx, cy)) is not None}
+    problems += [InputError(why, path=p) for p, why in apart.items()]
+    overlaps = [overlap_fraction(info, grid) if info.path not in apart else 0.0
+                for info in infos]
     problems += [InputError(f"does not overlap the reference grid ({ref.label})", path=i.path)
-                 for i, frac in zip(infos, overlaps) if frac <= MIN_OVERLAP]
+                 for i, frac in zip(infos, overlaps)
+                 if frac <= MIN_OVERLAP and i.path not in apart]
     return problems, overlaps, [not grid.same_as(info) for info in infos]
 
 
@@ -335,7 +359,8 @@ class AlignedReader:
                 else:
                     valid = np.ones(data.shape[1:], dtype=bool)
         except Exception as exc:
-            raise InputError(f"read failed ({first_line(exc)})", path=self.info.path) from None
+            raise InputError(f"read failed ({chained_cause(exc)})",
+                             path=self.info.path) from None
         if self._float:
             valid &= np.isfinite(data).all(axis=0)
         return data, valid

@@ -30,8 +30,13 @@ def parse_bands(text: str | None) -> Tuple[int, ...] | None:
     text = (text or "").strip()
     if not text:
         return None
+    # One comma or semicolon (spaces around it allowed) or spaces alone separate two numbers;
+    # "1,,3" is a typo, not "1,3": refused rather than guessed.
+    items = re.split(r"\s*[,;]\s*|\s+", text)
+    if "" in items:
+        raise ValueError(f"{text!r}: a band number is missing between separators (e.g. 1,2,3)")
     try:
-        bands = tuple(int(b) for b in re.split(r"[,;\s]+", text) if b)
+        bands = tuple(int(b) for b in items)
     except ValueError:
         raise ValueError(f"{text!r} is not a list of band numbers (e.g. 1,2,3)") from None
     if not bands or min(bands) < 1:

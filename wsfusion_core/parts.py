@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from .blend import FinishedRows
 from .chunks import Chunk, Region
 from .errors import shown
 from .grid import Grid
+from .publish import HOST, PROGRAM, pid_alive
 from .remote import is_remote_name
 from .writers import BLOCK, base_profile
 
@@ -60,6 +62,10 @@ class Layer:
     dtype: str
     nodata: float | int | None
     predictor: bool = True
+
+
+# A part's temporary (PartWriters): ``.<kind>_<chunk>.<12 hex>.tmp.tif``.
+_PART_TEMP = re.compile(r"^\.(fused|segmentation|quality)_r\d+_c\d+\.[0-9a-f]{12}\.tmp\.tif$")
 
 
 def part_path(folder: str | os.PathLike, kind: str, chunk: Chunk) -> Path:
@@ -99,9 +105,50 @@ def prepare_folder(folder: Path, stamp: str, resume: bool) -> bool:
     remove_folder(folder)
     folder.mkdir()
     tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps({"fingerprint": stamp}) + "\n")
+    # Who owns the folder: a run killed outright (SIGKILL) cannot remove it; the next run
+    # writing to this folder does (remove_stale_parts) once that process is gone.
+    tmp.write_text(json.dumps({"fingerprint": stamp, "program": PROGRAM, "pid": os.getpid(),
+                               "host": HOST, "resume": bool(resume)}) + "\n")
     os.replace(tmp, manifest)
     return False
+
+
+def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:
+    """Clean up after chunked runs of this host killed outright: a parts folder (``.NAME.parts``
+    holding our manifest) whose run is gone is removed whole, unless that run asked to be
+    resumable: then only its half-written part temporaries go, the finished parts stay for
+    ``resume``. Folders without our manifest (a user's) and other hosts' runs are left alone.
+    Returns what was removed."""
+    removed: list[Path] = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(".") and name.endswith(".parts")):
+            continue
+        path = Path(folder) / name
+        try:
+            if path.is_symlink() or not path.is_dir():
+                continue
+            owner = json.loads((path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(owner, dict) or owner.get("program") != PROGRAM \
+                or owner.get("host") != HOST or not isinstance(owner.get("pid"), int) \
+                or pid_alive(owner["pid"]):
+            continue
+        if not owner.get("resume"):
+            with suppress(OSError):
+                shutil.rmtree(path)
+                removed.append(path)
+            continue
+        for part in path.iterdir():
+            if _PART_TEMP.match(part.name) or part.name == f".{MANIFEST}.tmp":
+                with suppress(OSError):
+                    part.unlink()
+                    removed.append(part)
+    return removed
 
 
 def remove_folder(folder: Path) -> None:

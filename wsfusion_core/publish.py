@@ -32,7 +32,12 @@ PROGRAM = "wsfusion"
 OVERWRITE_HINT = "allow overwriting to replace it"
 HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 _COUNTER = itertools.count()
-_TEMP = re.compile(rf"^\.{PROGRAM}-(\d+)-([0-9a-f]{{6}})-\d+\.")
+# What temp_path makes, and nothing else: kind, suffix and GDAL's side file are spelled out, so
+# that a user's file that only begins like one (``.wsfusion-1-abcdef-0.notes``) is never removed.
+TEMP_KINDS = ("tmp", "cog", "old")
+TEMP_SUFFIXES = (".tif", ".png", ".safetensors")
+_TEMP = re.compile(rf"^\.{PROGRAM}-(\d+)-([0-9a-f]{{6}})-\d+\.({'|'.join(TEMP_KINDS)})"
+                   rf"({'|'.join(re.escape(s) for s in TEMP_SUFFIXES)})(\.aux\.xml)?$")
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 # Errors of link()/renameat2() that mean "this file system cannot", not "this file exists".
@@ -42,6 +47,9 @@ _UNSUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.EPERM, errno.ENOTSUP, errno.EX
 
 def temp_path(target: str | os.PathLike, kind: str = "tmp", suffix: str = ".tif") -> Path:
     """A fresh temporary name beside ``target`` (``kind``: tmp, cog, old, ...)."""
+    if kind not in TEMP_KINDS or suffix not in TEMP_SUFFIXES:
+        raise ValueError(f"temp_path: kind {kind!r} / suffix {suffix!r} not in the pattern "
+                         "remove_stale knows")
     target = Path(target)
     return target.with_name(f".{PROGRAM}-{os.getpid()}-{HOST}-{next(_COUNTER)}.{kind}{suffix}")
 
@@ -76,7 +84,7 @@ def remove_stale(folder: str | os.PathLike) -> list[Path]:
         return removed
     for name in names:
         m = _TEMP.match(name)
-        if m is None or m.group(2) != HOST or pid_alive(int(m.group(1))) or ".old." in name:
+        if m is None or m.group(2) != HOST or pid_alive(int(m.group(1))) or m.group(3) == "old":
             continue  # an ".old" file may be the only copy of a replaced output: kept
         p = Path(folder) / name
         with suppress(OSError):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 from . import gdal_errors
-from .errors import InputError, WsfusionError, only_wsfusion_errors
+from .errors import InputError, WsfusionError, only_wsfusion_errors, quiet_warnings
 from .evidence import choose, radiometry_for
 from .grid import AlignedReader, RasterInfo, align, alignment_problems, describe
 from .options import DEFAULT_BANDS, band_problem
@@ -80,15 +80,18 @@ def _mask_text(info: RasterInfo) -> str:
 
 
 @only_wsfusion_errors
+@quiet_warnings
 @gdal_errors.capture()
 def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
             bands: Sequence[int] | None = None, scale: str | ScaleSpec | None = None,
             allow_remote: Sequence[str] | str | None = None,
             evidence_bands: str | Sequence[int] | None = "auto",
-            weights: PathLike | None = None) -> InspectReport:
+            weights: PathLike | None = None,
+            allow_large: bool = False) -> InspectReport:
     """Describe the inputs and what fuse would do for the learned method; incompatibilities
     are listed, not raised (unreadable files still raise InputError). ``allow_remote``,
-    ``evidence_bands`` and ``weights`` as for ``fuse``."""
+    ``evidence_bands``, ``weights`` and ``allow_large`` as for ``fuse`` (the free disk
+    space is checked by ``fuse`` only: it depends on the output)."""
     if not inputs:
         raise InputError("no input rasters given")
     remote = patterns(allow_remote)
@@ -97,6 +100,12 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
     spec = parse_scale(scale)
     errors, overlaps, warped = alignment_problems(infos, ref)
     problems = [str(e) for e in errors]
+    if not errors and not allow_large:
+        from .size_guard import extent_problem
+
+        big = extent_problem(infos, ref, ref.grid())
+        if big is not None:
+            problems.append(str(big))
     net = None
     try:  # fuse's own decision: layout, default bands, evidence and model
         net = choose(infos, evidence_bands, tuple(bands) if bands else None, weights,

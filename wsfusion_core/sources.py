@@ -30,9 +30,16 @@ def read_input_list(path: str | os.PathLike) -> list[str]:
     paths are relative to the list file."""
     p = Path(path)
     try:
-        lines = p.read_text().splitlines()
+        lines = p.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise InputError(f"{p}: cannot read the input list ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        # One encoding for every platform (the locale's would make a list portable or not by
+        # chance); a path in another encoding cannot be told apart from a damaged file.
+        at = exc.object[:exc.start].count(b"\n") + 1
+        raise InputError(f"{p}: the input list is not UTF-8 text (byte "
+                         f"0x{exc.object[exc.start]:02x} on line {at}); save it as UTF-8"
+                         ) from None
     out = []
     for line in lines:
         s = line.split("#", 1)[0].strip()

@@ -85,6 +85,20 @@ def parse_scale(text: str | ScaleSpec | None) -> ScaleSpec:
         parts = [float(p) for p in t.split(",")]
     except ValueError:
         parts = []
+    # The networks compute in float32 and to_unit divides by max(HI - LO, 1e-12): a number
+    # beyond float32 (inf, 1e400, 1e200) or a span that overflows or falls below that floor
+    # (1e-300) would turn every value into NaN or one constant, and still say "learned".
+    limit, floor = float(np.finfo(np.float32).max), 1e-12
+    if parts and len(parts) <= 2 and not all(np.isfinite(parts) & (np.abs(parts) <= limit)):
+        raise WsfusionError(f"--scale {text!r}: not a finite number within float32's range "
+                            f"(±{limit:.3g})")
+    lo, hi = (0.0, parts[0]) if len(parts) == 1 else (parts + [0.0, 0.0])[:2]
+    with np.errstate(over="ignore"):
+        span = float(np.float32(hi) - np.float32(lo))
+    if len(parts) <= 2 and hi > lo and not floor <= span <= limit:
+        raise WsfusionError(f"--scale {text!r}: the range is too "
+                            f"{'narrow' if span < floor else 'wide'} for float32 "
+                            f"(HI - LO must lie within {floor:g}..{limit:.3g})")
     if len(parts) == 1 and parts[0] > 0:
         return ScaleSpec("range", 0.0, parts[0], t)
     if len(parts) == 2 and parts[1] > parts[0]:

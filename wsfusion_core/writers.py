@@ -115,12 +115,30 @@ def check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bo
                               "as new files only", path=out)
         if mode is not None and not overwrite:
             raise OutputError("already exists", path=out, hint=OVERWRITE_HINT)
+        if mode is None and os.path.islink(out) and not overwrite:
+            # A dangling link still takes the name: publishing never replaces it unasked, so
+            # say it now rather than after the whole run.
+            raise OutputError(f"already exists as a symbolic link to a missing file "
+                              f"({os.readlink(out)})", path=out, hint=OVERWRITE_HINT)
         if not out.parent.is_dir():
             raise OutputError(f"folder {out.parent} does not exist", path=out)
         if not os.access(out.parent, os.W_OK):
             raise OutputError(f"folder {out.parent} is not writable", path=out)
+    from .parts import remove_stale_parts  # parts.py imports this module
+
     for folder in {p.parent for p in outputs}:
         remove_stale(folder)  # left by runs killed outright (SIGKILL, power loss)
+        remove_stale_parts(folder)
+
+
+def output_path(path: str | os.PathLike) -> Path:
+    """An output name as a Path; refused when it ends with a separator (``out.tif/``): the
+    user meant a folder, and ``Path`` would silently drop the slash and write a file."""
+    text = os.fspath(path)
+    if text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep)):
+        raise OutputError("names a folder (it ends with a path separator), not a file; "
+                          "give the output file's name", path=text.rstrip("/" + os.sep))
+    return Path(text)
 
 
 def _same_file(a: Path, b: Path) -> bool:
