@@ -248,7 +248,8 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         raise click.UsageError("--workers, --cluster and --scheduler-file exclude each other")
     kwargs: dict[str, Any] = dict(
         segmentation=segmentation, quality=quality, method=method, weights=weights,
-        selection=selection, selection_index=selection_index, device=device, batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
+        selection=selection, selection_index=selection_index, device=device,
+        batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
         reference=reference, cog=cog, overwrite=overwrite, verify=verify,
         cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume,
         compile=compile_, bf16=bf16, allow_remote=allow_remote, evidence_bands=evidence_bands,
