@@ -287,18 +287,24 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
 @evidence_option
 @click.option("--weights", type=click.Path(path_type=str),
               help="Model weights fuse would use (default: chosen as fuse chooses).")
+@click.option("--method", type=click.Choice(list(METHODS)), default="learned",
+              show_default=True, help="The method fuse would be given.")
+@click.option("--selection", type=click.Choice(list(SELECTIONS)), default="blend",
+              show_default=True, help="The selection fuse would be given (blend or best).")
 @allow_remote_option
 @allow_large_option
 @debug_option
 def info(inputs: tuple[str, ...], reference: str | None,
          bands: tuple[int, ...] | None, scale: str, evidence_bands: str | tuple[int, ...],
-         weights: str | None, allow_remote: tuple[str, ...], allow_large: bool) -> None:
+         weights: str | None, method: str, selection: str, allow_remote: tuple[str, ...],
+         allow_large: bool) -> None:
     """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
     from .report import inspect
 
     click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale,
                        allow_remote=allow_remote, evidence_bands=evidence_bands,
-                       weights=weights, allow_large=allow_large).to_text())
+                       weights=weights, allow_large=allow_large, method=method,
+                       selection=selection).to_text())
 
 
 # ------------------------------------------------------------------------------------ demo

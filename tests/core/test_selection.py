@@ -315,3 +315,15 @@ def test_python_refusals_name_the_choice(tmp_path):
     with pytest.raises(WsfusionError, match="the median has none"):
         fuse(inputs, tmp_path / "o.tif", method="median", selection="best")
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_info_says_what_the_selection_does_and_what_fuse_refuses(tmp_path):
+    inputs, _data, _valid = stack_scene(tmp_path, "uint8")
+    r = invoke("info", *inputs, "--method", "mean", "--selection", "best")
+    assert r.exit_code == 0, r.output
+    assert "best pixel" in r.output and "the first valid input" in r.output
+    assert "input index (if asked): 1 band uint8, 1..3" in r.output
+    r = invoke("info", *inputs)
+    assert "selection: blend" in r.output
+    r = invoke("info", *inputs, "--method", "median", "--selection", "best")
+    assert r.exit_code == 0 and "refuse: best-pixel selection needs per-input weights" in r.output
