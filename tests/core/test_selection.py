@@ -222,6 +222,18 @@ def test_learned_best_on_the_device_buffer_equals_the_numpy_buffer(tmp_path, mon
     check_learned(data, valid, *outs["device"], inputs)
 
 
+@pytest.mark.cuda
+def test_learned_best_on_cuda_takes_the_argmax_of_its_quality_output(tmp_path):
+    """On a GPU the weights are blended on the device (device_blend) and the rows selected on
+    the host when they arrive: still one input's pixel everywhere, the argmax of the weights
+    the same run writes."""
+    inputs, data, valid = learned_scene(tmp_path)
+    out, idx, q = tmp_path / "best.tif", tmp_path / "index.tif", tmp_path / "q.tif"
+    res = fuse(inputs, out, selection="best", selection_index=idx, quality=q, device="cuda")
+    assert res.device.startswith("cuda")
+    check_learned(data, valid, out, idx, q, inputs)
+
+
 def test_best_without_an_index_writes_the_image_alone(tmp_path):
     """The index is optional; the image is the same as with it, and no quality output is
     written although the run kept the weights to choose."""
