@@ -131,6 +131,19 @@ def test_mean_best_is_the_first_valid_input_a_priority_mosaic(tmp_path):
     np.testing.assert_allclose(weights[0][count > 0], (valid[0] / np.maximum(count, 1))[count > 0])
 
 
+def test_composite_best_with_segmentation_selects_the_same_pixels(tmp_path):
+    """With a class map the composite runs on network tiles, blended in the rolling buffer
+    (rows cross-faded, not pieces): the image and index are those of the run without it."""
+    inputs, _data, _valid = stack_scene(tmp_path, "uint8", height=420)
+    for name, seg in (("plain", None), ("seg", tmp_path / "classes.tif")):
+        fuse(inputs, tmp_path / f"{name}.tif", method="mean", selection="best",
+             selection_index=tmp_path / f"{name}_index.tif", segmentation=seg, device="cpu")
+    assert read(tmp_path / "seg.tif").tobytes() == read(tmp_path / "plain.tif").tobytes()
+    assert read(tmp_path / "seg_index.tif").tobytes() == \
+        read(tmp_path / "plain_index.tif").tobytes()
+    assert read(tmp_path / "classes.tif").shape == (1, 420, 330)
+
+
 def test_an_index_beyond_254_inputs_is_uint16(tmp_path):
     """255 inputs: input 255 alone is valid at one pixel, so the index needs 255 (> uint8's
     254 inputs plus nodata 0)."""
