@@ -36,13 +36,17 @@ from pathlib import Path
 import numpy as np
 
 CHUNK = 1024  # rows written per step: the 8k² inputs are never held whole
-CONFIGS = {  # name → (method, segmentation)
+CONFIGS = {  # name → (method, segmentation[, selection])
     "learned": ("learned", False),
     "learned+seg": ("learned", True),
     "mean": ("mean", False),
     "median": ("median", False),
     "min-blue": ("min-blue", False),
+    # best-pixel selection (not run against --baseline: an older tree may not have it)
+    "learned+best": ("learned", False, "best"),
+    "min-blue+best": ("min-blue", False, "best"),
 }
+DEFAULT_CONFIGS = ("learned", "learned+seg", "mean", "median", "min-blue")
 
 
 def write_input(path: Path, size: int, seed: int) -> Path:
@@ -87,7 +91,8 @@ def child_fuse(args: argparse.Namespace) -> dict:
                device=args.device, batch_size=args.batch_size, overwrite=True,
                progress=lambda _f: started.append(time.perf_counter()) if not started else None,
                **({"compile": True} if args.compile else {}),
-               **({"bf16": True} if args.bf16 else {}))
+               **({"bf16": True} if args.bf16 else {}),
+               **({"selection": args.selection} if args.selection != "blend" else {}))
     seconds = time.perf_counter() - t0
     for p in (out, seg):
         if p is not None:
@@ -275,7 +280,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="2048", help="raster sides in px (comma list)")
     ap.add_argument("--k", default="2,6", help="numbers of inputs (comma list)")
-    ap.add_argument("--configs", default=",".join(CONFIGS),
+    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                     help=f"comma list of {', '.join(CONFIGS)}")
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--weights", default=None, help="default: shipped, else random init")
@@ -298,6 +303,7 @@ def main() -> None:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--seg", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--selection", default="blend", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         fn = {"fuse": child_fuse, "io": child_io, "bare": child_bare, "peer": child_peer}
@@ -343,10 +349,12 @@ def main() -> None:
                     jobs: list[tuple[tuple, str, list[str], str | None]] = [
                         (("io", size, k), "io", [], None)]
                     for c in configs:
-                        extra = ["--method", CONFIGS[c][0], "--seg", str(int(CONFIGS[c][1])),
+                        method, seg, *sel = CONFIGS[c]
+                        extra = ["--method", method, "--seg", str(int(seg)),
+                                 "--selection", sel[0] if sel else "blend",
                                  "--weights", weights, *common]
                         jobs.append(((c, size, k), "fuse", extra, None))
-                        if args.baseline:
+                        if args.baseline and not sel:
                             jobs.append(((c + " (baseline)", size, k), "fuse", extra,
                                          args.baseline))
                     for key, kind, extra, tree in jobs:
@@ -383,7 +391,8 @@ def main() -> None:
                   f"{bare.get('gflops_median', bare['gflops']):.0f}, {bare['threads']} threads) "
                   f"on the {bare['measured_on']} net ("
                   + ", ".join(f"{n}: {g:.0f}" for n, g in bare["variants"].items()) + ")")
-        shown = [x for c in configs for x in ([c, c + " (baseline)"] if args.baseline else [c])]
+        shown = [x for c in configs for x in ([c, c + " (baseline)"]
+                                              if args.baseline and len(CONFIGS[c]) == 2 else [c])]
         _table(results, sizes, ks, shown, bare, weights)
         for name, r in peers.items():
             if r is not None and not name.endswith("-ours"):
@@ -416,7 +425,7 @@ def _table(results: dict, sizes: list[int], ks: list[int], configs: list[str],
             io_mpx = mpx / io["seconds"] if io else None
             for c in configs:
                 r = results.get((c, size, k))
-                method, seg = CONFIGS[c.split(" ")[0]]
+                method, seg = CONFIGS[c.split(" ")[0]][:2]
                 passes = (k if method == "learned" else 0) + (1 if seg else 0)
                 limit = None
                 if passes and bare:

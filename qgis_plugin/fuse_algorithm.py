@@ -34,7 +34,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor, QIcon
 
-from wsfusion_core.options import DEFAULT_OVERLAP, DEVICES, METHODS
+from wsfusion_core.options import DEFAULT_OVERLAP, DEVICES, METHODS, SELECTIONS
 from wsfusion_core.options import parse_bands as _parse_bands
 
 from . import dependencies
@@ -45,6 +45,8 @@ _DOCS = [Path(__file__).resolve().parent / "docs" / "qgis.md",
          Path(__file__).resolve().parent.parent / "docs" / "qgis.md"]
 HELP_URL = next((p.as_uri() for p in _DOCS if p.is_file()), "")
 METHOD_LABELS = {"learned": "learned (quality network)"}  # others are shown as they are named
+SELECTION_LABELS = {"blend": "Blend (weighted average)",
+                    "best": "Best (each pixel from the input with the highest weight)"}
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 
 HELP = """<p>Fuses several overhead images of the same place, each spoiled in places by clouds, \
@@ -75,6 +77,14 @@ must first be saved to a GeoTIFF.</p>
 shipped model), styled with the model's class names and colours, background transparent; it \
 needs a model. <i>Per-input quality weights</i> (optional): one float band \
 per input with that input's weight at each pixel (0 = not used, 1 = used alone).</p>
+<p><b>Selection.</b> <i>Blend</i> (the default) writes the weighted average. <i>Best</i> copies \
+every pixel unchanged, all bands, from the one valid input with the highest weight there (ties: \
+the first input), which keeps spectral indices exact and answers "which date is this pixel \
+from": <i>Input index</i> (optional) is then one band holding the input's number (1, 2, … in \
+the order of the inputs, 0 = nodata), styled with the inputs' names. With <i>mean</i> the \
+weights are equal, so <i>Best</i> takes the first valid input (list the inputs by preference); \
+with <i>min-blue</i> it is the composite's own choice; <i>median</i> has no per-input weights \
+and is refused. The segmentation still reads the blended image.</p>
 <p><b>Model</b>: leave empty to use the model shipped with the plugin, or pick a \
 <tt>.safetensors</tt> file from <tt>wsfusion-train</tt>. <b>Output grid from layer</b> \
 (advanced): the outputs take this layer's grid instead of the first input's. <b>Device</b>: \
@@ -141,6 +151,58 @@ def apply_segmentation_style(layer: QgsRasterLayer) -> None:
         if name.lower() == "background":
             colour.setAlpha(0)
         classes.append(QgsPalettedRasterRenderer.Class(value, colour, name))
+    if not classes:
+        return
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
+    layer.triggerRepaint()
+
+
+class IndexStyler(QgsProcessingLayerPostProcessorInterface):
+    """Gives the input-index output a paletted style: one class per input, labelled with its
+    file name (the date, for a time series); nodata (0) is left out, so it stays transparent."""
+
+    _alive: list[IndexStyler] = []  # Processing keeps only a raw pointer
+
+    @classmethod
+    def create(cls) -> IndexStyler:
+        styler = cls()
+        cls._alive.append(styler)
+        return styler
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
+        if isinstance(layer, QgsRasterLayer):
+            apply_index_style(layer)
+
+
+def index_classes(path: str) -> list[tuple[int, str, tuple[int, int, int]]]:
+    """(value, input name, colour) per input, from the tags and colour table the core writes
+    (writers.open_index: WSFUSION_INDEX_INPUTS, a JSON list in input order)."""
+    from osgeo import gdal
+
+    with _gdal_errors_quiet():
+        ds = gdal.Open(path)
+    if ds is None:
+        return []
+    try:
+        names = [str(n) for n in json.loads(ds.GetMetadataItem("WSFUSION_INDEX_INPUTS") or "[]")]
+    except (ValueError, TypeError):
+        names = []
+    table = ds.GetRasterBand(1).GetColorTable()
+    out = []
+    for i, name in enumerate(names, start=1):
+        rgb = (tuple(table.GetColorEntry(i)[:3]) if table is not None and i < table.GetCount()
+               else (128, 128, 128))
+        out.append((i, name, rgb))
+    return out
+
+
+def apply_index_style(layer: QgsRasterLayer) -> None:
+    """Paletted classes named after the inputs, so the legend reads which date each pixel is
+    from (GeoTIFF keeps no category names without a sidecar file: the names are tags)."""
+    from qgis.core import QgsPalettedRasterRenderer
+
+    classes = [QgsPalettedRasterRenderer.Class(value, QColor(*rgb), name)
+               for value, name, rgb in index_classes(layer.source())]
     if not classes:
         return
     layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes))
@@ -264,6 +326,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     REFERENCE = "REFERENCE"
     COG = "COG"
     ALLOW_LARGE = "ALLOW_LARGE"
+    SELECTION = "SELECTION"
+    SELECTION_INDEX = "SELECTION_INDEX"
 
     def createInstance(self) -> FuseAlgorithm:  # noqa: N802
         return FuseAlgorithm()
@@ -305,6 +369,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.METHOD, "Fusion method", options=[METHOD_LABELS.get(m, m) for m in METHODS],
             defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.SELECTION, "Selection",
+            options=[SELECTION_LABELS.get(s, s) for s in SELECTIONS], defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
             self.WEIGHTS, "Model weights (empty: shipped)",
             behavior=QgsProcessingParameterFile.File, extension="safetensors", optional=True))
@@ -345,6 +412,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.QUALITY, "Per-input quality weights", optional=True,
+            createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.SELECTION_INDEX, "Input index (selection Best)", optional=True,
             createByDefault=False))
 
     def checkParameterValues(self, parameters: dict, context) -> tuple[bool, str]:  # noqa: N802
@@ -393,14 +463,17 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         segmentation = self.parameterAsOutputLayer(parameters, self.SEGMENTATION, context) or None
         quality = self.parameterAsOutputLayer(parameters, self.QUALITY, context) or None
+        index = self.parameterAsOutputLayer(parameters, self.SELECTION_INDEX, context) or None
         for label, path in (("Fused image", output), ("Segmentation", segmentation),
-                            ("Quality weights", quality)):
+                            ("Quality weights", quality), ("Input index", index)):
             if path and not path.lower().endswith(GEOTIFF_SUFFIXES):
                 raise QgsProcessingException(f"{label}: {path} must be a GeoTIFF (.tif)")
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         batch = self.parameterAsInt(parameters, self.BATCH_SIZE, context)
+        selection = SELECTIONS[self.parameterAsEnum(parameters, self.SELECTION, context)]
         options = dict(
-            segmentation=segmentation, quality=quality, method=method,
+            segmentation=segmentation, quality=quality, method=method, selection=selection,
+            selection_index=index,
             weights=self.parameterAsFile(parameters, self.WEIGHTS, context) or None,
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             batch_size=batch if batch > 0 else None,
@@ -422,7 +495,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
 
         feedback.pushInfo(f"wsfusion_core {wsfusion_core.__version__} from "
                           f"{os.path.dirname(wsfusion_core.__file__)}")
-        feedback.pushInfo(f"Fusing {len(inputs)} image(s) with method '{method}'")
+        feedback.pushInfo(f"Fusing {len(inputs)} image(s) with method '{method}'"
+                          + (", best-pixel selection" if selection == "best" else ""))
         if remote:
             feedback.pushInfo(f"Remote layers read from {', '.join(remote)}")
         try:
@@ -435,7 +509,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             )
         except Cancelled:
             feedback.pushInfo("Cancelled: no output was written")
-            self._forget_outputs(context, (output, segmentation, quality), ())
+            self._forget_outputs(context, (output, segmentation, quality, index), ())
             return {}
         except WsfusionError as exc:
             raise QgsProcessingException(str(exc)) from None
@@ -447,16 +521,22 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         needs_net = method == "learned" or segmentation is not None
         feedback.pushInfo(f"Device: {result.device} ("
                           f"{device_reason(options['device'], result.device, needs_net)})")
-        written = [str(p) for p in (result.output, result.segmentation, result.quality) if p]
+        written = [str(p) for p in (result.output, result.segmentation, result.quality,
+                                    result.selection_index) if p]
         # batch mode registers skipped optional outputs under an empty name: drop them
-        self._forget_outputs(context, (output, segmentation, quality), written)
+        self._forget_outputs(context, (output, segmentation, quality, index), written)
         if result.segmentation is not None and context.willLoadLayerOnCompletion(segmentation):
             context.layerToLoadOnCompletionDetails(segmentation).setPostProcessor(
                 SegmentationStyler.create())
+        if result.selection_index is not None and context.willLoadLayerOnCompletion(index):
+            context.layerToLoadOnCompletionDetails(index).setPostProcessor(
+                IndexStyler.create())
         return {
             self.OUTPUT: str(result.output),
             self.SEGMENTATION: str(result.segmentation) if result.segmentation else None,
             self.QUALITY: str(result.quality) if result.quality else None,
+            self.SELECTION_INDEX: str(result.selection_index) if result.selection_index
+            else None,
         }
 
     @staticmethod

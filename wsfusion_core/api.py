@@ -27,9 +27,18 @@ from .errors import InputError, WsfusionError, only_wsfusion_errors, quiet_warni
 from .evidence import choose, radiometry_for
 from .grid import AlignedReader, align
 from .loop import poll, run_plan
-from .options import DEFAULT_OVERLAP, METHODS, band_problem, check_choice
+from .options import (
+    DEFAULT_OVERLAP,
+    METHODS,
+    SELECTIONS,
+    band_problem,
+    check_choice,
+    index_dtype,
+    selection_problem,
+)
 from .remote import patterns
 from .report import InspectReport, inspect
+from .selection import Selector
 from .view import ScaleSpec, parse_scale
 from .writers import (
     BLOCK,
@@ -38,6 +47,7 @@ from .writers import (
     check_outputs,
     gdal_cache,
     open_fused,
+    open_index,
     open_quality,
     open_segmentation,
     output_format,
@@ -74,6 +84,8 @@ class FusionResult:
     class_names: tuple[str, ...] = ()
     class_colours: tuple[tuple[int, ...], ...] = ()
     chunks: Any = None  # distributed.RunStats of a chunked or cluster run
+    selection: str = "blend"
+    selection_index: Path | None = None  # best-pixel selection's input index, when asked
 
 
 @only_wsfusion_errors
@@ -104,6 +116,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          allow_remote: Sequence[str] | str | None = None,
          evidence_bands: str | Sequence[int] | None = "auto",
          allow_large: bool = False,
+         selection: str = "blend",
+         selection_index: PathLike | None = None,
          ) -> FusionResult:
     """Fuse co-registered (or alignable) rasters into one GeoTIFF on the reference grid.
 
@@ -136,11 +150,20 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     inputs' values.
 
     ``allow_large``: run even an output grid far beyond the inputs' data, or one that would not
-    fit the disk at 2:1 compression; both are refused by default (size_guard.py)."""
+    fit the disk at 2:1 compression; both are refused by default (size_guard.py).
+
+    ``selection``: ``"blend"`` (default) writes the weighted average; ``"best"`` copies every
+    pixel unchanged (all bands, the inputs' own values) from the valid input with the highest
+    weight there, the weight the quality output holds (after the tile cross-fade; ties: the
+    lowest input number), for methods with per-input weights: learned, mean (equal weights:
+    the first valid input, a priority mosaic) and min-blue. ``selection_index`` (needs
+    ``"best"``) writes which input each pixel came from: 1..K, 0 where none is valid
+    (selection.py, writers.open_index). The segmentation still reads the blended view."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
         check_choice(method, METHODS, "method")
+        check_choice(selection, SELECTIONS, "selection")
     except ValueError as exc:
         raise WsfusionError(str(exc)) from None
     if overlap < 0:
@@ -154,6 +177,13 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     if quality is not None and method == "median":
         raise WsfusionError("a quality output needs per-input weights",
                             hint="use method learned, mean or min-blue")
+    refused = selection_problem(method, selection)
+    if refused is not None:
+        raise WsfusionError(refused)
+    if selection_index is not None and selection != "best":
+        raise WsfusionError("an input-index output needs best-pixel selection (selection "
+                            "'best'); a blend mixes the inputs, so no pixel comes from one")
+    best = selection == "best"
 
     if isinstance(cluster, (str, os.PathLike)) and "://" not in os.fspath(cluster) \
             and os.path.isfile(cluster):
@@ -166,12 +196,13 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     out_path = output_path(output)
     seg_path = output_path(segmentation) if segmentation is not None else None
     q_path = output_path(quality) if quality is not None else None
-    targets = [p for p in (out_path, seg_path, q_path) if p is not None]
+    i_path = output_path(selection_index) if selection_index is not None else None
+    targets = [p for p in (out_path, seg_path, q_path, i_path) if p is not None]
     sources = [i.path for i in al.inputs] + [al.reference.path]
     check_outputs(targets, sources, overwrite)
     if not allow_large:  # before any model is loaded or pixel read
-        _check_size(al, {"fused": out_path, "segmentation": seg_path, "quality": q_path},
-                    method, cog, chunked)
+        _check_size(al, {"fused": out_path, "segmentation": seg_path, "quality": q_path,
+                         "index": i_path}, method, cog, chunked)
 
     needs_net = method == "learned" or seg_path is not None
     net = choose(al.inputs, evidence_bands if method == "learned" else "none",
@@ -220,12 +251,18 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             net.evidence_names, net.evidence)) if method == "learned" and net.evidence
             else "none")
     engine_bands = net.all_bands if method == "learned" else net_bands
+    if best:  # blend runs keep their tags (and bytes) as before
+        tags["WSFUSION_SELECTION"] = "best"
+        say("selection: best pixel (each pixel copied from the input with the highest weight)")
     cb = progress or (lambda _f: None)
     cb(0.0)
 
     k = len(al.inputs)
     per_px = (al.count * np.dtype(dtype).itemsize + (1 if seg_path else 0)
-              + (4 * k if q_path else 0))
+              + (4 * k if q_path else 0)
+              + (np.dtype(index_dtype(k)).itemsize if i_path else 0))
+    # best-pixel selection decides on the per-input weights: the buffers keep them
+    weighs = q_path is not None or best
     with ExitStack() as stack:
         stack.enter_context(gdal_cache(grid.width, per_px, al.inputs, runner is not None, grid))
         readers = [stack.enter_context(AlignedReader(i, grid)) for i in al.inputs]
@@ -238,6 +275,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             say(f"network scale: {view.rule}")
 
         def open_outputs(outs: OutputSet) -> tuple[AtomicGeoTIFF, AtomicGeoTIFF | None,
+                                                     AtomicGeoTIFF | None,
                                                      AtomicGeoTIFF | None]:
             fused_w = outs.add(open_fused(out_path, grid, al.count, dtype, nodata, cog,
                                           descriptions=source.descriptions, tags=tags,
@@ -247,7 +285,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
                      if seg_path is not None and runner is not None else None)
             q_w = (outs.add(open_quality(q_path, grid, [i.path for i in al.inputs], cog, tags))
                    if q_path is not None else None)
-            return fused_w, seg_w, q_w
+            i_w = (outs.add(open_index(i_path, grid, [i.path for i in al.inputs], cog, tags))
+                   if i_path is not None else None)
+            return fused_w, seg_w, q_w, i_w
 
         num_classes = runner.info.num_classes if seg_path and runner else 0
         total = plan.tile_count  # network tiles, or the pieces of the composite strips
@@ -258,15 +298,16 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
                 al.inputs, grid, plan, method, engine_bands, scales, al.count, dtype, nodata,
                 num_classes, q_path is not None, runner, net.weights, device, out_path,
                 chunk, cluster, resume, lambda: OutputSet(overwrite, verify), open_outputs,
-                sources, compile, bf16),
+                sources, compile, bf16, selection=selection, index=i_path is not None),
                 progress=cb, cancel=cancel, say=say)
         else:
             outs = stack.enter_context(OutputSet(overwrite, verify))
-            fused_w, seg_w, q_w = open_outputs(outs)
+            fused_w, seg_w, q_w, i_w = open_outputs(outs)
             engine = make_engine(method, runner, scales, engine_bands, seg_w is not None,
-                                 q_w is not None)
+                                 weighs)
             buffer = buffer_for(plan, grid.width, al.count, k, dtype, nodata, num_classes,
-                                q_w is not None, device=blend_device(method, runner))
+                                weighs, device=blend_device(method, runner))
+            select = Selector(k, nodata, q_w is not None) if best else None
             done = 0
 
             def tick(units: int) -> None:
@@ -275,8 +316,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
                 cb(min(done / total, 0.99))
 
             run_plan(plan, readers, engine, buffer,
-                     lambda rows: _write(rows, fused_w, seg_w, q_w), cancel=cancel, tick=tick,
-                     pieces=runner is None)
+                     lambda rows: _write(rows, fused_w, seg_w, q_w, i_w), cancel=cancel,
+                     tick=tick, pieces=runner is None, select=select)
             poll(cancel)
             outs.commit(lambda: poll(cancel))
             stats = None
@@ -293,7 +334,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         class_names=tuple(runner.info.class_names) if seg_path and runner else (),
         class_colours=tuple(tuple(c) for c in runner.info.class_colours)
         if seg_path and runner else (),
-        chunks=stats)
+        chunks=stats, selection=selection, selection_index=i_path)
 
 
 def _check_size(al: Any, targets: dict[str, Path | None], method: str, cog: bool,
@@ -309,6 +350,9 @@ def _check_size(al: Any, targets: dict[str, Path | None], method: str, cog: bool
     _source, dtype, _nodata = output_format(al.inputs, al.reference)
     sizes = output_bytes(al.grid, al.count, dtype, len(al.inputs), "segmentation" in outs,
                          "quality" in outs)
+    if "index" in outs:  # best-pixel selection's input index: one small integer per pixel
+        sizes["index"] = (al.grid.width * al.grid.height
+                          * np.dtype(index_dtype(len(al.inputs))).itemsize)
     full = disk_problem(outs, sizes, cog,
                         chunked or (needs_net and al.grid.width > AUTO_CHUNK_WIDTH))
     if full is not None:
@@ -342,13 +386,15 @@ def _checked_runner(weights: PathLike | None, device: str, on_cluster: bool,
     return runner
 
 
-def _write(rows: FinishedRows, fused_w: AtomicGeoTIFF,
-           seg_w: AtomicGeoTIFF | None, q_w: AtomicGeoTIFF | None) -> None:
+def _write(rows: FinishedRows, fused_w: AtomicGeoTIFF, seg_w: AtomicGeoTIFF | None,
+           q_w: AtomicGeoTIFF | None, i_w: AtomicGeoTIFF | None) -> None:
     fused_w.append(rows.fused)
     if seg_w is not None and rows.classes is not None:
         seg_w.append(rows.classes)
     if q_w is not None and rows.quality is not None:
         q_w.append(rows.quality)
+    if i_w is not None and rows.index is not None:
+        i_w.append(rows.index)
 
 
 __all__ = ["FusionResult", "InspectReport", "fuse", "inspect"]

@@ -26,12 +26,14 @@ CHUNK = 1024  # columns per conversion step (bounds the float temporaries)
 @dataclass
 class FinishedRows:
     """Rows ``y .. y + h`` ready to write: fused (C, h, W) in the output dtype, the class map
-    (1, h, W) uint8 and the quality weights (K, h, W) float32 where asked for."""
+    (1, h, W) uint8 and the quality weights (K, h, W) float32 where asked for; with best-pixel
+    selection (select.py) the chosen input's number (1, h, W), 0 where none is valid."""
 
     y: int
     fused: np.ndarray
     classes: np.ndarray | None
     quality: np.ndarray | None
+    index: np.ndarray | None = None
 
 
 class StripBuffer:

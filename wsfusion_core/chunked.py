@@ -61,10 +61,17 @@ class Job:
     batch: int | None  # network batch size; None when no network runs
     folder: str  # the parts folder
     group: int = 1  # >1: chunks take whole batches of this many tiles (see WHOLE_BATCHES)
+    selection: str = "blend"  # "best": best-pixel selection (selection.py)
 
     @property
     def quality(self) -> bool:
         return any(lay.kind == "quality" for lay in self.layers)
+
+    @property
+    def weighs(self) -> bool:
+        """Whether the buffers keep the per-input weights: for the quality output, and for
+        best-pixel selection, which decides on them."""
+        return self.quality or self.selection == "best"
 
 
 
@@ -103,6 +110,7 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
     from .engines import make_engine
     from .grid import AlignedReader
     from .loop import run_plan
+    from .selection import Selector
     from .writers import gdal_cache
 
     t0 = time.perf_counter()
@@ -113,7 +121,9 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
     region = region_for(job.plan, chunk, job.group if job.batch is not None else None)
     fused = job.layers[0]
     engine = make_engine(job.method, runner, job.scales, job.bands, job.num_classes > 0,
-                         job.quality)
+                         job.weighs)
+    select = (Selector(len(job.inputs), fused.nodata, job.quality)
+              if job.selection == "best" else None)
     tiles = 0
 
     def tick(units: int) -> None:
@@ -128,10 +138,11 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
                 job.batch is not None, job.grid))
             readers = [stack.enter_context(AlignedReader(i, job.grid)) for i in job.inputs]
             buffer = buffer_for(region.plan, region.width, fused.count, len(job.inputs),
-                                fused.dtype, fused.nodata, job.num_classes, job.quality,
+                                fused.dtype, fused.nodata, job.num_classes, job.weighs,
                                 device=blend_device(job.method, runner))
             run_plan(region.plan, readers, engine, buffer, writers.sink,
-                     origin=(region.y, region.x), tick=tick, pieces=job.batch is None)
+                     origin=(region.y, region.x), tick=tick, pieces=job.batch is None,
+                     select=select)
         writers.publish()
     except BaseException as exc:
         writers.abort()
@@ -200,10 +211,12 @@ class ChunkedRun:
     cluster: Any
     resume: bool
     new_outputs: Callable[[], Any]  # an empty writers.OutputSet as the local run makes it
-    open_outputs: Callable[[Any], tuple[Any, Any, Any]]
+    open_outputs: Callable[[Any], tuple[Any, Any, Any, Any]]
     sources: Sequence[Path]  # every file the result depends on (for the resume fingerprint)
     compile: bool = False  # the workers' runner options (the client's runner runs no tiles)
     bf16: bool = False
+    selection: str = "blend"
+    index: bool = False  # write the best-pixel selection's input index
 
 
 def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
@@ -218,6 +231,12 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
         layers.append(Layer("segmentation", 1, "uint8", SEGMENTATION_NODATA, predictor=False))
     if run.quality:
         layers.append(Layer("quality", len(run.inputs), "float32", float("nan")))
+    if run.index:
+        from .options import index_dtype
+        from .writers import INDEX_NODATA
+
+        layers.append(Layer("index", 1, index_dtype(len(run.inputs)), INDEX_NODATA,
+                            predictor=False))
     folder = parts_folder(run.output)
     runner = run.runner
     batch = runner.batch_size if runner is not None else None
@@ -232,6 +251,8 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
                 "tiles": [run.plan.rows.starts, run.plan.cols.starts, run.plan.rows.tile],
                 "model": model_path, "device": run.device, "bf16": run.bf16,
                 "scales": [np.asarray(s).tolist() for s in run.scales or []]}
+    if run.selection != "blend":  # a blend's fingerprint stays what it was (resume)
+        settings["selection"] = run.selection
     files = list(run.sources) + ([model_path] if model_path else [])
     reused = prepare_folder(folder, fingerprint(settings, files), run.resume)
     if run.resume and not reused:
@@ -239,7 +260,8 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
     whole = WHOLE_BATCHES if WHOLE_BATCHES is not None else _on_gpu(run)
     job = Job(tuple(run.inputs), run.grid, run.plan, run.method, run.bands,
               tuple(run.scales) if run.scales is not None else None, tuple(layers),
-              run.num_classes, batch, str(folder), group=batch if batch and whole else 1)
+              run.num_classes, batch, str(folder), group=batch if batch and whole else 1,
+              selection=run.selection)
     chunks = plan_chunks(run.grid.height, run.grid.width, size)
     say(f"chunks: {len(chunks)} of {size} px, parts in {folder}")
     model = None
@@ -254,7 +276,8 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
                         say=say)
         _poll(cancel)
         with run.new_outputs() as outs:
-            writers = dict(zip(("fused", "segmentation", "quality"), run.open_outputs(outs)))
+            writers = dict(zip(("fused", "segmentation", "quality", "index"),
+                               run.open_outputs(outs)))
             for lay in layers:
                 vrt = write_vrt(folder / f"{lay.kind}.vrt", run.grid, lay, chunks)
                 copy_into(vrt, writers[lay.kind], run.grid.height)

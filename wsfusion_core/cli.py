@@ -30,7 +30,7 @@ from .cli_options import (
     scale_option,
 )
 from .errors import Cancelled, WeightsError, WsfusionError, shown
-from .options import METHODS, STAC_GROUPS
+from .options import METHODS, SELECTIONS, STAC_GROUPS
 
 if TYPE_CHECKING:
     from .api import FusionResult
@@ -139,8 +139,11 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
         rows.append(("segmentation", str(result.segmentation)))
     if result.quality is not None:
         rows.append(("quality", str(result.quality)))
+    if result.selection_index is not None:
+        rows.append(("input index", str(result.selection_index)))
     rows += list(extra)
-    rows.append(("method", result.method + (f" (model {result.model})" if result.model else "")))
+    rows.append(("method", result.method + (f" (model {result.model})" if result.model else "")
+                 + (", best pixel" if result.selection == "best" else "")))
     rows.append(("device", result.device))
     mpx = result.width * result.height / 1e6
     rows.append(("time", f"{result.seconds:.1f} s for {mpx:.2f} Mpx ({result.tiles} tiles)"))
@@ -170,6 +173,13 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               show_default=True, help="learned: quality-weighted (the paper); mean/median: "
               "per-pixel composite of the valid inputs; min-blue: per pixel the valid input "
               "with the lowest blue (the last of --bands); no network for these.")
+@click.option("--selection", type=click.Choice(list(SELECTIONS)), default="blend",
+              show_default=True, help="blend: the weighted average of the inputs; best: each "
+              "pixel copied unchanged from the valid input with the highest weight (ties: the "
+              "first input). Not with --method median.")
+@click.option("--selection-index", type=click.Path(path_type=str),
+              help="With --selection best, also write which input each pixel comes from "
+              "(1..N in input order, 0 = nodata; uint8, uint16 beyond 254 inputs).")
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Tiles per network batch (default 32 on GPU, 2 on CPU).")
@@ -208,9 +218,9 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 @debug_option
 def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
          asset: str, group: str, segmentation: str | None,
-         quality: str | None, weights: str | None, method: str, device: str,
-         batch_size: int | None, compile_: bool, bf16: bool, overlap: int,
-         bands: tuple[int, ...] | None, scale: str,
+         quality: str | None, weights: str | None, method: str, selection: str,
+         selection_index: str | None, device: str, batch_size: int | None, compile_: bool,
+         bf16: bool, overlap: int, bands: tuple[int, ...] | None, scale: str,
          evidence_bands: str | tuple[int, ...], reference: str | None, cog: bool,
          overwrite: bool, verify: bool, workers: int | None, address: str | None,
          scheduler_file: str | None, chunk: int | None, resume: bool,
@@ -238,7 +248,8 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         raise click.UsageError("--workers, --cluster and --scheduler-file exclude each other")
     kwargs: dict[str, Any] = dict(
         segmentation=segmentation, quality=quality, method=method, weights=weights,
-        device=device, batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
+        selection=selection, selection_index=selection_index, device=device,
+        batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
         reference=reference, cog=cog, overwrite=overwrite, verify=verify,
         cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume,
         compile=compile_, bf16=bf16, allow_remote=allow_remote, evidence_bands=evidence_bands,
@@ -276,18 +287,24 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
 @evidence_option
 @click.option("--weights", type=click.Path(path_type=str),
               help="Model weights fuse would use (default: chosen as fuse chooses).")
+@click.option("--method", type=click.Choice(list(METHODS)), default="learned",
+              show_default=True, help="The method fuse would be given.")
+@click.option("--selection", type=click.Choice(list(SELECTIONS)), default="blend",
+              show_default=True, help="The selection fuse would be given (blend or best).")
 @allow_remote_option
 @allow_large_option
 @debug_option
 def info(inputs: tuple[str, ...], reference: str | None,
          bands: tuple[int, ...] | None, scale: str, evidence_bands: str | tuple[int, ...],
-         weights: str | None, allow_remote: tuple[str, ...], allow_large: bool) -> None:
+         weights: str | None, method: str, selection: str, allow_remote: tuple[str, ...],
+         allow_large: bool) -> None:
     """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
     from .report import inspect
 
     click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale,
                        allow_remote=allow_remote, evidence_bands=evidence_bands,
-                       weights=weights, allow_large=allow_large).to_text())
+                       weights=weights, allow_large=allow_large, method=method,
+                       selection=selection).to_text())
 
 
 # ------------------------------------------------------------------------------------ demo

@@ -4,7 +4,7 @@ chunked or cluster run computes exactly what the local run computes."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .blend import Buffer, FinishedRows
 from .engines import Engine
@@ -12,6 +12,9 @@ from .errors import Cancelled
 from .grid import AlignedReader
 from .strips import strips
 from .windows import WindowPlan
+
+if TYPE_CHECKING:
+    from .selection import Selector
 
 
 def poll(cancel: Callable[[], bool] | None) -> None:
@@ -23,11 +26,14 @@ def poll(cancel: Callable[[], bool] | None) -> None:
 def run_plan(plan: WindowPlan, readers: Sequence[AlignedReader], engine: Engine,
              buffer: Buffer, sink: Callable[[FinishedRows], None], *,
              origin: tuple[int, int] = (0, 0), cancel: Callable[[], bool] | None = None,
-             tick: Callable[[int], None] | None = None, pieces: bool = False) -> None:
+             tick: Callable[[int], None] | None = None, pieces: bool = False,
+             select: Selector | None = None) -> None:
     """For each strip of ``plan`` (with ``pieces``, each piece of a disjoint composite plan),
     read every input — the next strip in a background thread — let the engine blend it into
     ``buffer`` and hand the finished rows to ``sink``. ``origin`` is where the plan starts in
-    the raster: (0, 0) for a whole-raster run, a chunk's corner for its sub-plan."""
+    the raster: (0, 0) for a whole-raster run, a chunk's corner for its sub-plan. ``select``
+    (best-pixel selection) replaces the blended pixels of finished rows by the chosen input's,
+    from the strip that holds them."""
     pending: Any = None  # a device buffer's rows, written once the next strip is queued
     with strips(readers, plan, plan.cols.length, pieces=pieces, origin=origin) as ahead:
         for s in ahead:
@@ -37,8 +43,13 @@ def run_plan(plan: WindowPlan, readers: Sequence[AlignedReader], engine: Engine,
                 if tick is not None:
                     tick(units)
                 poll(cancel)
+            if select is not None:
+                select.after_piece(buffer, s.x, s.data, s.valid)
             if s.last:
                 rows: Any = buffer.take(plan.finished_before(s.row))
+                if select is not None:
+                    rows = select.after_take(rows, buffer, s.data, s.valid,
+                                             plan.rows.starts[s.row])
                 if pending is not None:
                     sink(pending.result())
                     pending = None

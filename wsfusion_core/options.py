@@ -13,11 +13,16 @@ from .errors import InputError
 Method = Literal["learned", "mean", "median", "min-blue"]
 Device = Literal["auto", "cpu", "cuda"]
 MaskKind = Literal["nodata", "alpha", "mask", "none"]
+Selection = Literal["blend", "best"]
 
 # New methods go last: the QGIS algorithm stores the method as its index in this tuple.
 METHODS: Tuple[Method, ...] = ("learned", "mean", "median", "min-blue")
 COMPOSITES: Tuple[Method, ...] = ("mean", "median", "min-blue")  # the methods that need no model
 DEVICES: Tuple[Device, ...] = ("auto", "cpu", "cuda")
+# How the per-input weights make a pixel: ``blend`` the weighted average (the paper), ``best``
+# the pixel of the input with the highest weight, unchanged. New choices go last: the QGIS
+# algorithm stores the selection as its index in this tuple.
+SELECTIONS: Tuple[Selection, ...] = ("blend", "best")
 STAC_GROUPS = ("solar_day", "day", "item")  # how STAC items are grouped into dates
 DEFAULT_BANDS: Tuple[int, ...] = (1, 2, 3)
 DEFAULT_OVERLAP = 64
@@ -60,3 +65,18 @@ def band_problem(bands: Sequence[int], count: int, path: Union[str, os.PathLike]
     hint = None if explicit else f"choose bands, e.g. {','.join(['1'] * len(bands))}"
     return InputError(f"has {count} image band(s); band {bad} does not exist (bands "
                       f"{','.join(map(str, bands))} requested)", path=path, hint=hint)
+
+
+def selection_problem(method: str, selection: str) -> str | None:
+    """Why ``selection`` cannot run with ``method`` (``fuse`` raises it, ``info`` lists it), or
+    None. Best-pixel selection needs per-input weights; the median has none (its value may be
+    the mean of two inputs, taken from neither)."""
+    if selection == "best" and method == "median":
+        return ("best-pixel selection needs per-input weights, and the median has none; "
+                "use method learned, mean or min-blue")
+    return None
+
+
+def index_dtype(k: int) -> str:
+    """The input-index output's type: 1..K with 0 for nodata, uint8 up to 254 inputs."""
+    return "uint8" if k <= 254 else "uint16"

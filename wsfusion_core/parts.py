@@ -1,6 +1,7 @@
 """Finished chunk outputs ("parts") in a hidden folder beside the target, and their assembly.
 
-Each chunk task writes one tiled, compressed GeoTIFF per output (fused, segmentation, quality)
+Each chunk task writes one tiled, compressed GeoTIFF per output (fused, segmentation, quality,
+input index)
 through a temp name and renames it into place, so a part that exists is complete. The client
 mosaics the parts with a VRT per output and copies that, block row by block row, into the
 outputs a local run would open (same profile, tags, colour table), then publishes them
@@ -57,7 +58,7 @@ def parts_folder(target: str | os.PathLike) -> Path:
 class Layer:
     """One output as its parts store it."""
 
-    kind: str  # "fused" | "segmentation" | "quality"
+    kind: str  # "fused" | "segmentation" | "quality" | "index"
     count: int
     dtype: str
     nodata: float | int | None
@@ -190,7 +191,7 @@ class PartWriters:
             return
         xs = slice(c.x0 - reg.x, c.x1 - reg.x)
         for kind, array in (("fused", rows.fused), ("segmentation", rows.classes),
-                            ("quality", rows.quality)):
+                            ("quality", rows.quality), ("index", rows.index)):
             if kind in self.items and array is not None:
                 self.items[kind][0].write(array[:, lo - y_a:hi - y_a, xs],
                                           window=Window(0, lo - c.y0, c.width, hi - lo))

@@ -13,7 +13,7 @@ from . import gdal_errors
 from .errors import InputError, WsfusionError, only_wsfusion_errors, quiet_warnings
 from .evidence import choose, radiometry_for
 from .grid import AlignedReader, RasterInfo, align, alignment_problems, describe
-from .options import DEFAULT_BANDS, band_problem
+from .options import DEFAULT_BANDS, band_problem, index_dtype, selection_problem
 from .remote import patterns
 from .view import ScaleSpec, parse_scale
 from .writers import output_format
@@ -34,6 +34,8 @@ class InspectReport:
     weights: str | None = None
     scale: str | None = None  # the radiometric rule fuse would use for the networks
     networks: str | None = None  # layout, evidence and model (evidence.choose's ``why``)
+    method: str = "learned"
+    selection: str = "blend"
 
     def to_text(self) -> str:
         r = self.reference
@@ -64,7 +66,25 @@ class InspectReport:
             lines.append("  learned method: " + (f"model {self.weights}" if self.weights else
                                                  "no default weights shipped; choose a weights "
                                                  "file or use the mean or median method"))
+            lines.append(f"  selection: {selection_text(self.method, self.selection)}")
+            if self.selection == "best":
+                lines.append(f"  input index (if asked): 1 band {index_dtype(len(self.inputs))}, "
+                             f"1..{len(self.inputs)} in input order, 0 where no input is valid")
         return "\n".join(lines)
+
+
+def selection_text(method: str, selection: str) -> str:
+    """What the selection does with ``method``'s weights, in one line (info, the docs' terms)."""
+    if selection != "best":
+        return ("blend: each pixel the weighted average of the valid inputs" if method in
+                ("learned", "mean") else f"blend: the {method} composite of the valid inputs")
+    what = {"learned": "the highest quality weight (after the tile cross-fade); ties: the "
+                       "lowest input number",
+            "mean": "the highest (equal) weight: the first valid input in input order, a "
+                    "priority mosaic",
+            "min-blue": "the lowest blue (the min-blue composite's choice; ties: the lower "
+                        "other bands, then the lowest input number)"}.get(method, "")
+    return f"best pixel: each pixel copied unchanged, all bands, from the valid input with {what}"
 
 
 def _grid_text(info: RasterInfo) -> str:
@@ -87,11 +107,13 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
             allow_remote: Sequence[str] | str | None = None,
             evidence_bands: str | Sequence[int] | None = "auto",
             weights: PathLike | None = None,
-            allow_large: bool = False) -> InspectReport:
+            allow_large: bool = False, method: str = "learned",
+            selection: str = "blend") -> InspectReport:
     """Describe the inputs and what fuse would do for the learned method; incompatibilities
     are listed, not raised (unreadable files still raise InputError). ``allow_remote``,
     ``evidence_bands``, ``weights`` and ``allow_large`` as for ``fuse`` (the free disk
-    space is checked by ``fuse`` only: it depends on the output)."""
+    space is checked by ``fuse`` only: it depends on the output); ``method`` and
+    ``selection`` as fuse would be given them (a combination fuse refuses is listed)."""
     if not inputs:
         raise InputError("no input rasters given")
     remote = patterns(allow_remote)
@@ -116,6 +138,9 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
     bad = band_problem(chosen, infos[0].count, infos[0].path, explicit=bands is not None)
     if bad is not None:
         problems.append(str(bad))
+    refused = selection_problem(method, selection)
+    if refused is not None:
+        problems.append(refused)
     wtext: str | None = None
     if net is not None and net.weights is not None:
         from .weights import read_info
@@ -128,4 +153,4 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
             readers = [stack.enter_context(AlignedReader(i, al.grid)) for i in al.inputs]
             rule = radiometry_for(readers, net, spec).rule
     return InspectReport(ref, infos, overlaps, warped, chosen, problems, wtext, rule,
-                         net.why if net is not None else None)
+                         net.why if net is not None else None, method, selection)

@@ -365,3 +365,42 @@ def open_quality(target: Path, grid: Grid, inputs: Sequence[Path], cog: bool,
         w.dataset.update_tags(i, INPUT=shown(p))  # a URL as given, not Path-folded
     w.dataset.update_tags(**(tags or {}))
     return w
+
+
+INDEX_NODATA = 0  # the input-index output: 1..K name an input, 0 none (no input valid)
+
+
+def index_colours(k: int) -> dict[int, tuple[int, int, int, int]]:
+    """A palette for the input index: K well-separated hues (golden-angle steps, so neighbouring
+    numbers differ), 0 transparent. GIS software then shows the index as categories."""
+    import colorsys
+
+    cmap = {INDEX_NODATA: (0, 0, 0, 0)}
+    for i in range(1, k + 1):
+        r, g, b = colorsys.hsv_to_rgb(((i - 1) * 0.381966) % 1.0, 0.75, 0.95)
+        cmap[i] = (int(r * 255), int(g * 255), int(b * 255), 255)
+    return cmap
+
+
+def open_index(target: Path, grid: Grid, inputs: Sequence[Path], cog: bool,
+               tags: dict[str, str] | None = None) -> AtomicGeoTIFF:
+    """The best-pixel selection's input index: one band, value = the 1-based number of the input
+    each output pixel was copied from (0 = nodata: no input valid), uint8 up to 254 inputs, else
+    uint16. The inputs' file names are in the tags, as a JSON list in input order
+    (``WSFUSION_INDEX_INPUTS``) and one per value (band tags ``INPUT_<n>``), and a palette
+    colours each input. GeoTIFF keeps category names and attribute tables only in a ``.aux.xml``
+    sidecar, outside the outputs published together, so they are not written; the QGIS
+    algorithm labels the classes from these tags."""
+    from .options import index_dtype
+
+    dtype = index_dtype(len(inputs))
+    profile = base_profile(grid, 1, dtype, INDEX_NODATA, predictor=False)
+    w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="nearest")
+    ds = w.dataset
+    ds.set_band_description(1, "input index")
+    names = [Path(p).name for p in inputs]
+    ds.update_tags(WSFUSION_INDEX_INPUTS=json.dumps(names),
+                   WSFUSION_INDEX_NODATA=str(INDEX_NODATA), **(tags or {}))
+    ds.update_tags(1, **{f"INPUT_{i}": n for i, n in enumerate(names, start=1)})
+    ds.write_colormap(1, index_colours(len(inputs)))
+    return w
