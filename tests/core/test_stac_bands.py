@@ -274,3 +274,30 @@ def test_remote_band_assets_fuse_like_local_ones(tmp_path, s2_dates):
                              "--allow-remote", "127.0.0.1", "-o", out)
         assert code == 0, text
     assert np.array_equal(read(out), read(local))
+
+
+def test_declared_scale_travels_and_mixed_assets_are_refused(tmp_path):
+    d = dt.datetime(2024, 6, 1, 16, 0, tzinfo=UTC)
+    it = band_item(tmp_path, "d", s2_bands(5), d)
+    with rasterio.open(tmp_path / "d_swir16.tif", "r+") as dst:  # L2A baseline 04.00 style
+        dst.scales, dst.offsets = (1e-4,), (-0.1,)
+    folder = tmp_path / "vrts"
+    folder.mkdir()
+    paths = group_inputs(save(tmp_path, [it]), "bands", "item", folder)
+    with rasterio.open(paths[0]) as src:
+        assert src.scales[11] == pytest.approx(1e-4) and src.offsets[11] == pytest.approx(-0.1)
+        assert src.scales[3] == 1.0 and src.offsets[3] == 0.0
+
+    write_raster(tmp_path / "d_cirrus.tif", s2_bands(5)[10].astype("float32"),
+                 transform=from_origin(DEFAULT_TRANSFORM.c, DEFAULT_TRANSFORM.f, 60, 60))
+    out = tmp_path / "o.tif"
+    code, text = run_cli("--stac", save(tmp_path, [it]), "--asset", "bands", "-o", out)
+    lines = error_lines(text)
+    assert code == 1 and len(lines) == 1 and "asset 'cirrus'" in lines[0], text
+    assert "float32" in lines[0] and not out.exists()
+
+    write_raster(tmp_path / "three.tif", smooth_image(H, W, dtype="uint16"))
+    it.add_asset("three", pystac.Asset(href="three.tif"))
+    code, text = run_cli("--stac", save(tmp_path, [it]), "--asset", "red,three", "-o", out)
+    lines = error_lines(text)
+    assert code == 1 and len(lines) == 1 and "has 3 bands" in lines[0], text
