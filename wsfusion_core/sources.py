@@ -112,7 +112,10 @@ def stac_assets(path: str | os.PathLike, asset: AssetRequest, allow_remote: Sequ
     """The ``asset`` of every item of a STAC ItemCollection JSON file (or, for a list of keys
     or ``"bands"``, its band stack: see parse_asset_request); remote hrefs only where a
     pattern of ``allow_remote`` (remote.patterns) allows their host or bucket."""
-    request = parse_asset_request(asset)
+    try:
+        request = parse_asset_request(asset)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     try:
         import pystac
     except ImportError:
