@@ -192,18 +192,29 @@ def layout_assets(item: Any, where: Path) -> tuple[tuple[str, ...], tuple[str, .
     layout's common name of each (the VRT band descriptions).
 
     The layout is the one with the most bands of which every band is an asset of the item
-    (other band assets, such as a Landsat Level-2 item's surface temperature, are left out).
-    Where several assets carry one band (Sentinel-2 ``rededge`` for B05..B07, or a GeoTIFF and
-    a JPEG 2000 copy), the one whose band id (``eo:bands`` name) is the layout's wins, then the
-    GeoTIFF; still several, or no layout: refused in one line naming the common names found."""
+    (other band assets of the same sensor family, such as a Landsat Level-2 item's surface
+    temperature, are left out), among the layouts of the item's ``platform`` /
+    ``constellation`` where it names Sentinel-2 or Landsat. A band name of another family
+    (Sentinel-2's red edge beside a Landsat-like set) means an incomplete item, never another
+    sensor: a Sentinel-2 item missing bands must not pass for Landsat and be read with
+    Landsat's reflectance rule. Where several assets carry one band (Sentinel-2 ``rededge`` for
+    B05..B07, or a GeoTIFF and a JPEG 2000 copy), the one whose band id (``eo:bands`` name) is
+    the layout's wins, then the GeoTIFF; still several, or no layout: refused in one line
+    naming the common names found."""
     commons = {k: _EO_NAMES.get(c, c) for k, a in item.assets.items()
                if (c := _common_name(a))}
     if not commons:
         have = ", ".join(sorted(item.assets)) or "none"
         raise InputError(f"{where}: item {item.id} has no single-band assets with a common "
                          f"name in eo:bands (assets: {have})")
-    ambiguous = ""
+    said = " ".join(str(item.properties.get(k, "")) for k in ("platform", "constellation"))
+    family = _family(said.lower().replace("_", "-"))
+    names = ", ".join(sorted(set(commons.values())))
     for lay in sorted(LAYOUTS.values(), key=lambda lay: -len(lay.bands)):
+        kin = {n for other in LAYOUTS.values() if _family(other.key) == _family(lay.key)
+               for n in other.bands} | ({"rededge"} if _family(lay.key) == "s2" else set())
+        if family not in (None, _family(lay.key)) or not set(commons.values()) <= kin:
+            continue
         keys: list[str] = []
         for band in range(1, len(lay.bands) + 1):
             cands = [k for k, c in commons.items() if _fits(lay, band, c) and k not in keys]
@@ -213,18 +224,25 @@ def layout_assets(item: Any, where: Path) -> tuple[tuple[str, ...], tuple[str, .
             if len(cands) > 1:
                 tiffs = [k for k in cands if "tiff" in str(item.assets[k].media_type or "")]
                 cands = tiffs or cands
-            if len(cands) != 1:
-                if cands:
-                    ambiguous = (f"; assets {', '.join(sorted(cands))} are all "
-                                 f"{lay.bands[band - 1]}")
+            if len(cands) > 1:
+                raise InputError(f"{where}: item {item.id}: assets {', '.join(sorted(cands))} "
+                                 f"are all band {lay.bands[band - 1]} of {lay.title}; name the "
+                                 "assets to stack instead")
+            if not cands:
                 break
             keys.append(cands[0])
         else:
             return tuple(keys), lay.bands
-    names = ", ".join(sorted(set(commons.values())))
     raise InputError(f"{where}: item {item.id}: the band assets' common names ({names}) form "
-                     f"no known sensor layout ({', '.join(LAYOUTS)}){ambiguous}; name the "
-                     "assets to stack instead")
+                     f"no known sensor layout ({', '.join(LAYOUTS)}); name the assets to stack "
+                     "instead")
+
+
+def _family(text: str) -> str | None:
+    """``"s2"`` or ``"landsat"`` for a layout key or an item's platform / constellation."""
+    if text.startswith("s2") or "sentinel-2" in text:
+        return "s2"
+    return "landsat" if "landsat" in text else None
 
 
 def _parse(text: Any) -> dt.datetime | None:

@@ -24,6 +24,7 @@ from rasterio.transform import from_origin
 
 from wsfusion_core import cli
 from wsfusion_core.api import fuse
+from wsfusion_core.errors import InputError
 from wsfusion_core.evidence import choose
 from wsfusion_core.grid import describe
 from wsfusion_core.sensors import LAYOUTS, recognise
@@ -251,6 +252,37 @@ def test_catalogue_naming_variants_pick_the_right_assets(tmp_path):
             "eo:bands": [{"name": name.upper(), "common_name": name}]}))
     keys, names = layout_assets(ls, tmp_path / "items.json")
     assert names == LAYOUTS["landsat89-l2"].bands and keys == names
+
+
+def test_incomplete_or_ambiguous_items_never_pass_for_another_sensor(tmp_path):
+    """A Sentinel-2 item missing a band holds Landsat 8/9 Level-2's seven names: refused, not
+    read as Landsat (whose reflectance rule differs); so is one whose platform says Sentinel-2,
+    and one whose three ``rededge`` assets carry no band id to tell them apart."""
+    where = tmp_path / "items.json"
+
+    def s2_item(skip=(), ids=True, platform=None):
+        it = pystac.Item(id="s", geometry=None, bbox=[0, 0, 1, 1],
+                         datetime=dt.datetime(2024, 6, 1, tzinfo=UTC),
+                         properties={"platform": platform} if platform else {})
+        for key, name, bid in zip(S2_KEYS, S2.bands, S2.ids):
+            if key not in skip:
+                common = "rededge" if name.startswith("rededge") else name
+                band = {"name": bid, "common_name": common} if ids else {"common_name": common}
+                it.add_asset(key, pystac.Asset(href=f"{key}.tif",
+                                               extra_fields={"eo:bands": [band]}))
+        return it
+
+    with pytest.raises(InputError, match="form no known sensor layout"):
+        layout_assets(s2_item(skip=("rededge2",)), where)
+    with pytest.raises(InputError, match=r"assets rededge1, rededge2, rededge3 are all band "
+                                         "rededge1"):
+        layout_assets(s2_item(ids=False), where)
+    landsat_like = s2_item(skip=("rededge1", "rededge2", "rededge3", "nir", "nir09", "cirrus"),
+                           platform="sentinel-2b")
+    with pytest.raises(InputError, match=r"\(blue, coastal, green, nir08, red, swir16, swir22\)"):
+        layout_assets(landsat_like, where)
+    landsat_like.properties["platform"] = "landsat-9"
+    assert layout_assets(landsat_like, where)[1] == LAYOUTS["landsat89-l2"].bands
 
 
 def test_remote_band_assets_fuse_like_local_ones(tmp_path, s2_dates):
