@@ -160,7 +160,10 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               help="Text file of input paths, one per line (instead of INPUT...).")
 @click.option("--stac", type=click.Path(path_type=str),
               help="STAC ItemCollection JSON on disk; items of one date become one input.")
-@click.option("--asset", default="visual", show_default=True, help="STAC asset to read.")
+@click.option("--asset", default="visual", show_default=True, metavar="KEY[,KEY...]|bands",
+              help="STAC asset to read; several keys (red,green,blue) stack single-band "
+              "assets in that order; 'bands': every band asset (eo:bands common name) in "
+              "the order of the Sentinel-2 / Landsat layout they form.")
 @click.option("--group", type=click.Choice(list(STAC_GROUPS)), default="solar_day",
               show_default=True, help="How STAC items are grouped into dates.")
 @click.option("--segmentation", type=click.Path(path_type=str),
