@@ -1,7 +1,12 @@
 """Check that a refactor changed no output: run the same fuse cases with an older commit and with
 the working tree, and compare every output band with ``numpy.array_equal`` (metadata tags too).
 
-    python scripts/check_identical.py --baseline ccbf702 [--keep DIR]
+    python scripts/check_identical.py --baseline ccbf702 [--keep DIR] [--weights W.safetensors]
+        [--ignore-tags TAG ...]
+
+``--weights`` runs both trees on the same weights file (e.g. the old default after a new model
+ships: old weights must still give the same outputs); ``--ignore-tags`` leaves out metadata
+tags a change adds on purpose (say so where it is used).
 
 The baseline is exported with ``git archive`` into a temp folder (the working tree is never
 touched). Inputs are the shipped sample, plus a uint16 copy of it written here.
@@ -49,15 +54,19 @@ def make_uint16(folder: Path) -> list[Path]:
     return out
 
 
-def produce(code_root: Path, inputs: dict[str, list[Path]], out: Path) -> None:
+def produce(code_root: Path, inputs: dict[str, list[Path]], out: Path,
+            weights: Path | None = None) -> None:
     env = {"PYTHONPATH": str(code_root), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2"}
     for name, (key, extra, _) in CASES.items():
         d = out / name
         d.mkdir(parents=True)
-        args = [a.format(d=d) for a in extra]
+        args = [a.format(d=d) for a in extra] + (["--weights", str(weights)] if weights else [])
         cmd = [sys.executable, "-m", "wsfusion_core.cli", "fuse", *map(str, inputs[key]),
                "-o", str(d / "fused.tif"), "--device", "cpu", "-q", *args]
         subprocess.run(cmd, check=True, cwd=code_root, env=env, stdout=subprocess.DEVNULL)
+
+
+IGNORED_TAGS: set[str] = set()
 
 
 def compare(a: Path, b: Path) -> list[str]:
@@ -81,14 +90,18 @@ def _profile(ds) -> dict:
 
 
 def _tags(ds) -> list[dict]:
-    return [ds.tags()] + [ds.tags(i) for i in ds.indexes]
+    return [{k: v for k, v in t.items() if k not in IGNORED_TAGS}
+            for t in [ds.tags()] + [ds.tags(i) for i in ds.indexes]]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", required=True, help="git revision to compare against")
     ap.add_argument("--keep", type=Path, help="keep the outputs in this (new) folder")
+    ap.add_argument("--weights", type=Path, help="the same weights file for both trees")
+    ap.add_argument("--ignore-tags", nargs="*", default=[], help="metadata tags not compared")
     args = ap.parse_args()
+    IGNORED_TAGS.update(args.ignore_tags)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = args.keep or Path(tmp_name)
         base_code = tmp / "baseline_code"
@@ -99,8 +112,9 @@ def main() -> int:
         u16 = tmp / "u16"
         u16.mkdir()
         inputs = {"u8": sorted(SAMPLE.glob("input_*.tif")), "u16": make_uint16(u16)}
-        produce(base_code, inputs, tmp / "before")
-        produce(ROOT, inputs, tmp / "after")
+        w = args.weights.resolve() if args.weights else None
+        produce(base_code, inputs, tmp / "before", w)
+        produce(ROOT, inputs, tmp / "after", w)
         problems = compare(tmp / "before", tmp / "after")
     print("all outputs bit-identical" if not problems else f"DIFFERENT: {', '.join(problems)}")
     return 1 if problems else 0
