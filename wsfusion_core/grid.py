@@ -90,7 +90,10 @@ class RasterInfo:
         applies them (``info`` prints this; ``fuse`` logs it)."""
         parts = []
         if self.nodata is not None:
-            parts.append(f"nodata value {self.nodata}")
+            nd = self.nodata  # rasterio reads it as a float: 0, not 0.0, for integer data
+            shown = int(nd) if np.dtype(self.dtype).kind in "iu" and float(nd).is_integer() \
+                else nd
+            parts.append(f"nodata value {shown}")
         if self.alpha is not None:
             parts.append(f"alpha band {self.alpha}")
         if self.has_mask or self.mask_kind == "mask":

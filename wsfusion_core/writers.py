@@ -67,9 +67,15 @@ class OutputFormat:
     def text(self) -> str:
         """What ``info`` prints: what marks the pixels where no input is valid."""
         if not self.mask:
-            return f"nodata {self.nodata} where no input is valid"
+            return f"nodata {self._shown(self.nodata)} where no input is valid"
         return (f"an internal mask where no input is valid (no nodata value; pixels there "
-                f"hold {self.fill}), because {self.why}")
+                f"hold {self._shown(self.fill)}), because {self.why}")
+
+    def _shown(self, value: float | int | None) -> str:
+        """0, not 0.0, for integer outputs (rasterio reads every nodata as a float)."""
+        if value is not None and np.dtype(self.dtype).kind in "iu":
+            return str(int(value))
+        return str(value)
 
 
 def _same_value(a: float | int | None, b: float | int) -> bool:
@@ -91,16 +97,18 @@ def never_valid(value: float | int, inputs: Sequence[RasterInfo], dtype: str) ->
     nodata 0, say; not -9999 in int16 (the mean of -9998 and -10000 is -9999)."""
     if isinstance(value, float) and math.isnan(value):
         return None
+    dt = np.dtype(dtype)
+    shown = str(int(value)) if dt.kind in "iu" else str(value)
     undeclared = [i for i in inputs if not _same_value(i.nodata, value)]
     if undeclared:
         i = undeclared[0]
         said = "declares no nodata value" if i.nodata is None else f"declares nodata {i.nodata}"
-        return f"{i.label} {said}, so {value} may be a valid value there"
-    dt = np.dtype(dtype)
+        return f"{i.path.name} {said}, so {shown} may be a valid value there"
     lo, hi = ((np.iinfo(dt).min, np.iinfo(dt).max) if dt.kind in "iu"
               else (-np.finfo(dt).max, np.finfo(dt).max))
     if lo < value < hi:
-        return f"{value} lies inside the {dtype} range, so a mean of valid values may equal it"
+        return (f"{shown} lies inside the {dtype} range, so a mean of valid values may "
+                "equal it")
     return None
 
 
