@@ -235,7 +235,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         f"{grid.crs.to_string() if grid.crs else 'no CRS'}, from {al.reference.label}")
     for info, wp, ov in zip(al.inputs, al.warped, al.overlaps):
         say(f"input {info.path.name}: {'warped (bilinear)' if wp else 'direct'}, "
-            f"covers {100 * ov:.1f}%, valid where {info.validity_text}")
+            f"covers {100 * ov:.1f}%, validity: {info.validity_text}")
     say(f"output: {fmt.text}")
     plan = plan_engine(grid.height, grid.width, runner, overlap, BLOCK)
     if not chunked and runner is not None and grid.width > AUTO_CHUNK_WIDTH:

@@ -394,7 +394,7 @@ class AlignedReader:
             else:
                 data, valid = arr, None
             nd = self.info.nodata
-            if nd is not None:  # nodata on any image band (GDAL: per band; one value here)
+            if nd is not None:  # invalid where every image band holds nodata (GDAL's rule)
                 bad = np.isnan(data) if math.isnan(nd) else data == nd
                 valid = ~bad.all(axis=0) if valid is None else valid & ~bad.all(axis=0)
             if self._mask:
