@@ -349,8 +349,10 @@ def _check_size(al: Any, targets: dict[str, Path | None], method: str, cog: bool
         raise big
     outs = {k: v for k, v in targets.items() if v is not None}
     needs_net = method == "learned" or "segmentation" in outs
-    _source, dtype, _nodata = output_format(al.inputs, al.reference)
-    sizes = output_bytes(al.grid, al.count, dtype, len(al.inputs), "segmentation" in outs,
+    fmt = output_format(al.inputs, al.reference)
+    # A masked output's chunk parts carry the validity as one more band (parts.Layer).
+    count = al.count + (1 if fmt.mask and chunked else 0)
+    sizes = output_bytes(al.grid, count, fmt.dtype, len(al.inputs), "segmentation" in outs,
                          "quality" in outs)
     if "index" in outs:  # best-pixel selection's input index: one small integer per pixel
         sizes["index"] = (al.grid.width * al.grid.height
