@@ -229,12 +229,14 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         say(f"networks read: bands {','.join(map(str, net_bands))}; {net.why}")
 
     grid = al.grid
-    source, dtype, nodata = output_format(al.inputs, al.reference)
+    fmt = output_format(al.inputs, al.reference)
+    source, dtype = fmt.source, fmt.dtype
     say(f"grid: {grid.width} x {grid.height} px, "
         f"{grid.crs.to_string() if grid.crs else 'no CRS'}, from {al.reference.label}")
     for info, wp, ov in zip(al.inputs, al.warped, al.overlaps):
         say(f"input {info.path.name}: {'warped (bilinear)' if wp else 'direct'}, "
-            f"covers {100 * ov:.1f}%, validity from {info.mask_kind}")
+            f"covers {100 * ov:.1f}%, validity: {info.validity_text}")
+    say(f"output: {fmt.text}")
     plan = plan_engine(grid.height, grid.width, runner, overlap, BLOCK)
     if not chunked and runner is not None and grid.width > AUTO_CHUNK_WIDTH:
         chunk, chunked = AUTO_CHUNK, True
@@ -277,9 +279,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         def open_outputs(outs: OutputSet) -> tuple[AtomicGeoTIFF, AtomicGeoTIFF | None,
                                                      AtomicGeoTIFF | None,
                                                      AtomicGeoTIFF | None]:
-            fused_w = outs.add(open_fused(out_path, grid, al.count, dtype, nodata, cog,
+            fused_w = outs.add(open_fused(out_path, grid, al.count, dtype, fmt.nodata, cog,
                                           descriptions=source.descriptions, tags=tags,
-                                          rgb=source.rgb))
+                                          rgb=source.rgb, mask=fmt.mask))
             seg_w = (outs.add(open_segmentation(seg_path, grid, cog, runner.info.class_names,
                                                 runner.info.class_colours, tags))
                      if seg_path is not None and runner is not None else None)
@@ -295,7 +297,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             from .chunked import ChunkedRun, fuse_chunked
 
             stats = fuse_chunked(ChunkedRun(
-                al.inputs, grid, plan, method, engine_bands, scales, al.count, dtype, nodata,
+                al.inputs, grid, plan, method, engine_bands, scales, al.count, fmt,
                 num_classes, q_path is not None, runner, net.weights, device, out_path,
                 chunk, cluster, resume, lambda: OutputSet(overwrite, verify), open_outputs,
                 sources, compile, bf16, selection=selection, index=i_path is not None),
@@ -305,9 +307,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             fused_w, seg_w, q_w, i_w = open_outputs(outs)
             engine = make_engine(method, runner, scales, engine_bands, seg_w is not None,
                                  weighs)
-            buffer = buffer_for(plan, grid.width, al.count, k, dtype, nodata, num_classes,
+            buffer = buffer_for(plan, grid.width, al.count, k, dtype, fmt.fill, num_classes,
                                 weighs, device=blend_device(method, runner))
-            select = Selector(k, nodata, q_w is not None) if best else None
+            select = Selector(k, fmt.fill, q_w is not None) if best else None
             done = 0
 
             def tick(units: int) -> None:
@@ -347,8 +349,10 @@ def _check_size(al: Any, targets: dict[str, Path | None], method: str, cog: bool
         raise big
     outs = {k: v for k, v in targets.items() if v is not None}
     needs_net = method == "learned" or "segmentation" in outs
-    _source, dtype, _nodata = output_format(al.inputs, al.reference)
-    sizes = output_bytes(al.grid, al.count, dtype, len(al.inputs), "segmentation" in outs,
+    fmt = output_format(al.inputs, al.reference)
+    # A masked output's chunk parts carry the validity as one more band (parts.Layer).
+    count = al.count + (1 if fmt.mask and chunked else 0)
+    sizes = output_bytes(al.grid, count, fmt.dtype, len(al.inputs), "segmentation" in outs,
                          "quality" in outs)
     if "index" in outs:  # best-pixel selection's input index: one small integer per pixel
         sizes["index"] = (al.grid.width * al.grid.height
@@ -388,7 +392,7 @@ def _checked_runner(weights: PathLike | None, device: str, on_cluster: bool,
 
 def _write(rows: FinishedRows, fused_w: AtomicGeoTIFF, seg_w: AtomicGeoTIFF | None,
            q_w: AtomicGeoTIFF | None, i_w: AtomicGeoTIFF | None) -> None:
-    fused_w.append(rows.fused)
+    fused_w.append(rows.fused, rows.valid)
     if seg_w is not None and rows.classes is not None:
         seg_w.append(rows.classes)
     if q_w is not None and rows.quality is not None:

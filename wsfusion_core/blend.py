@@ -27,13 +27,16 @@ CHUNK = 1024  # columns per conversion step (bounds the float temporaries)
 class FinishedRows:
     """Rows ``y .. y + h`` ready to write: fused (C, h, W) in the output dtype, the class map
     (1, h, W) uint8 and the quality weights (K, h, W) float32 where asked for; with best-pixel
-    selection (select.py) the chosen input's number (1, h, W), 0 where none is valid."""
+    selection (select.py) the chosen input's number (1, h, W), 0 where none is valid; and
+    where some input is valid (h, W) bool: an output with a mask writes it (the values cannot
+    say it)."""
 
     y: int
     fused: np.ndarray
     classes: np.ndarray | None
     quality: np.ndarray | None
     index: np.ndarray | None = None
+    valid: np.ndarray | None = None
 
 
 class StripBuffer:
@@ -46,7 +49,10 @@ class StripBuffer:
         work = np.float64 if dt.itemsize > 2 or dt == np.float64 else np.float32
         self.y = 0  # raster row of buffer row 0
         self.fsum: np.ndarray = np.zeros((count, h, width), work)
-        self.wsum = np.zeros((h, width), np.float32)
+        # The weight sum in the sums' precision: a float32 sum of the same float32 weights
+        # differs from the float64 one by ~1e-7, which moved float32 and 32-bit outputs of
+        # identical inputs where tiles overlap (8/16-bit outputs: float32 as before).
+        self.wsum: np.ndarray = np.zeros((h, width), work)
         self.valid = np.zeros((h, width), bool)
         self.seg = np.zeros((num_classes, h, width), np.float32) if num_classes else None
         self.qsum = np.zeros((k, h, width), np.float32) if quality else None
@@ -99,12 +105,13 @@ class StripBuffer:
                 cls[0, :, xs] = c
             if q is not None and self.qsum is not None:
                 q[:, :, xs] = np.where(valid, self.qsum[:, :n, xs] / denom, np.nan)
+        valid_rows = self.valid[:n].copy()
         for a in (self.fsum, self.seg, self.qsum):
             if a is not None:
                 _shift(a, n)
         for b in (self.wsum, self.valid):
             _shift(b[None], n)
-        rows = FinishedRows(self.y, fused, cls, q)
+        rows = FinishedRows(self.y, fused, cls, q, valid=valid_rows)
         self.y = upto
         return rows
 
@@ -136,7 +143,8 @@ class DirectStrip:
             self.rows = FinishedRows(
                 y0, np.empty((self.count, h, self.width), self.dtype),
                 np.empty((1, h, self.width), np.uint8) if self.classes else None,
-                np.empty((self.k, h, self.width), np.float32) if self.quality else None)
+                np.empty((self.k, h, self.width), np.float32) if self.quality else None,
+                valid=self.valid)
         self.valid[:, x0:x0 + w] = any_valid
 
     def add(self, y: int, x: int, weight: np.ndarray, fused: np.ndarray | None,

@@ -37,6 +37,7 @@ from .windows import WindowPlan
 
 if TYPE_CHECKING:
     from .distributed import ModelSpec
+    from .writers import OutputFormat
 
 DEFAULT_CHUNK = 4096
 # Chunks widen to whole network batches only on GPUs: there the kernels may depend on the batch
@@ -122,7 +123,7 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
     fused = job.layers[0]
     engine = make_engine(job.method, runner, job.scales, job.bands, job.num_classes > 0,
                          job.weighs)
-    select = (Selector(len(job.inputs), fused.nodata, job.quality)
+    select = (Selector(len(job.inputs), fused.fill_value, job.quality)
               if job.selection == "best" else None)
     tiles = 0
 
@@ -138,7 +139,7 @@ def run_chunk(job: Job, chunk: Chunk, model_key: str | None = None, runner: Any 
                 job.batch is not None, job.grid))
             readers = [stack.enter_context(AlignedReader(i, job.grid)) for i in job.inputs]
             buffer = buffer_for(region.plan, region.width, fused.count, len(job.inputs),
-                                fused.dtype, fused.nodata, job.num_classes, job.weighs,
+                                fused.dtype, fused.fill_value, job.num_classes, job.weighs,
                                 device=blend_device(job.method, runner))
             run_plan(region.plan, readers, engine, buffer, writers.sink,
                      origin=(region.y, region.x), tick=tick, pieces=job.batch is None,
@@ -199,8 +200,7 @@ class ChunkedRun:
     bands: tuple[int, ...]
     scales: Any
     count: int
-    dtype: str
-    nodata: float | int | None
+    fmt: OutputFormat  # the fused output's dtype and nodata or mask (writers.output_format)
     num_classes: int
     quality: bool
     runner: Any  # the client's ModelRunner (None when no network runs)
@@ -226,7 +226,8 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
     from .classes import SEGMENTATION_NODATA
 
     size = run.chunk or DEFAULT_CHUNK
-    layers = [Layer("fused", run.count, run.dtype, run.nodata)]
+    layers = [Layer("fused", run.count, run.fmt.dtype, run.fmt.nodata, mask=run.fmt.mask,
+                    fill=run.fmt.fill)]
     if run.num_classes:
         layers.append(Layer("segmentation", 1, "uint8", SEGMENTATION_NODATA, predictor=False))
     if run.quality:
@@ -280,7 +281,7 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
                                run.open_outputs(outs)))
             for lay in layers:
                 vrt = write_vrt(folder / f"{lay.kind}.vrt", run.grid, lay, chunks)
-                copy_into(vrt, writers[lay.kind], run.grid.height)
+                copy_into(vrt, writers[lay.kind], run.grid.height, lay.mask)
                 _poll(cancel)
             outs.commit(lambda: _poll(cancel))
     except BaseException:

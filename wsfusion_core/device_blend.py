@@ -41,7 +41,7 @@ class DeviceStripBuffer:
         self.y = 0
         dev, f32 = self.device, torch.float32
         self.fsum = torch.zeros((count, h, width), dtype=work, device=dev)
-        self.wsum = torch.zeros((h, width), dtype=f32, device=dev)
+        self.wsum = torch.zeros((h, width), dtype=work, device=dev)  # as StripBuffer's
         self.valid = torch.zeros((h, width), dtype=torch.bool, device=dev)
         self.seg = (torch.zeros((num_classes, h, width), dtype=f32, device=dev)
                     if num_classes else None)
@@ -106,7 +106,7 @@ class DeviceStripBuffer:
                 if p.span is not None:
                     acc[:, ys, p.span] += term
                 else:  # each column once: the same ``+`` as ``+=``
-                    acc[:, ys].index_add_(-1, p.columns, term)
+                    acc[:, ys].index_add_(-1, p.columns, term.to(acc.dtype))
 
     def take(self, upto: int) -> PendingRows | None:
         """``StripBuffer.take`` computed on the device. The rows come back as ``PendingRows``:
@@ -132,7 +132,7 @@ class DeviceStripBuffer:
             c.masked_fill_(~valid, SEGMENTATION_NODATA)  # a boolean index would sync
             parts["classes"] = c[None]
         if self.qsum is not None:
-            parts["quality"] = torch.where(valid, self.qsum[:, :n] / denom,
+            parts["quality"] = torch.where(valid, (self.qsum[:, :n] / denom).float(),
                                            torch.full((), float("nan"), device=self.device))
         # Queued before the shifts below, so they copy these rows (same stream); copy=True:
         # on the CPU ``to`` would otherwise return a view the shifts overwrite.
@@ -179,7 +179,8 @@ class PendingRows:
         put_nodata(fused, h["valid"].numpy(), self.nodata)
         return FinishedRows(self.y, fused,
                             h["classes"].numpy() if "classes" in h else None,
-                            h["quality"].numpy() if "quality" in h else None)
+                            h["quality"].numpy() if "quality" in h else None,
+                            valid=h["valid"].numpy())
 
 
 def to_host(parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -2,8 +2,14 @@
 
 The reference (``reference=`` or the first input) defines the grid. Inputs already on that grid
 are read directly; others are warped onto it on the fly with a ``WarpedVRT`` (bilinear), so no
-aligned copy is ever written or held in memory. Validity comes from the input's nodata value,
-its alpha band or internal mask, and its footprint (outside it after warping → invalid).
+aligned copy is ever written or held in memory.
+
+Validity, the one rule ``fuse`` reads by and ``info`` reports (``validity_text``): a pixel of an
+input is valid only where every mask a GIS would honour says so, all together: its alpha band
+(> 0), its internal or sidecar per-dataset mask (GDAL gives it priority over nodata, so a file
+with both has both applied), its nodata value on any image band, NaN/inf in float data, and its
+footprint (outside it after warping → invalid). Palette (colour-table) images are refused: their
+values are indices, and averaging indices gives colours nobody chose.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ class RasterInfo:
     # The remote patterns it was admitted under (remote.py): every later open (each Dask
     # worker's too) checks it, and its VRT's sources, by the same rule.
     allow_remote: tuple[str, ...] = ()
+    # A per-dataset mask (internal or .msk) besides the nodata value or alpha band that
+    # ``mask_kind`` names: applied too (valid = every mask together).
+    has_mask: bool = False
+    palette: bool = False  # the first image band has a colour table (values are indices)
 
     @property
     def count(self) -> int:
@@ -73,6 +83,26 @@ class RasterInfo:
 
     def grid(self) -> Grid:
         return Grid(self.crs, self.transform, self.width, self.height)
+
+    @property
+    def validity_text(self) -> str:
+        """Every test that makes a pixel of this input invalid, as ``AlignedReader.read``
+        applies them (``info`` prints this; ``fuse`` logs it)."""
+        parts = []
+        if self.nodata is not None:
+            nd = self.nodata  # rasterio reads it as a float: 0, not 0.0, for integer data
+            shown = int(nd) if np.dtype(self.dtype).kind in "iu" and float(nd).is_integer() \
+                else nd
+            parts.append(f"nodata value {shown}")
+        if self.alpha is not None:
+            parts.append(f"alpha band {self.alpha}")
+        if self.has_mask or self.mask_kind == "mask":
+            parts.append("internal mask")
+        if np.dtype(self.dtype).kind == "f":
+            parts.append("NaN/inf")
+        if not parts:
+            return "all pixels (no nodata or mask)"
+        return " and ".join(parts) + (" (all applied)" if len(parts) > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -113,12 +143,18 @@ def describe(path: str | os.PathLike, allow_remote: Sequence[str] = ()) -> Raste
             if not bands:
                 raise InputError("has no image bands", path=p)
             flags = src.mask_flag_enums[bands[0] - 1]
+            # GDAL reports an explicit mask (internal or .msk) as PER_DATASET alone; an alpha
+            # band adds ALPHA, a nodata value NODATA. The explicit mask wins in GDAL's own
+            # reads, so it is applied here even when nodata or alpha is declared too.
+            explicit_mask = (MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags
+                             and MaskFlags.nodata not in flags
+                             and MaskFlags.all_valid not in flags)
             kind: MaskKind
             if src.nodata is not None:
                 kind = "nodata"
             elif alpha is not None:
                 kind = "alpha"
-            elif MaskFlags.per_dataset in flags and MaskFlags.all_valid not in flags:
+            elif explicit_mask:
                 kind = "mask"
             else:
                 kind = "none"
@@ -132,10 +168,11 @@ def describe(path: str | os.PathLike, allow_remote: Sequence[str] = ()) -> Raste
                 raise InputError(cut, path=p)
             rgb = [src.colorinterp[b - 1] for b in bands[:3]] == [
                 ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+            palette = src.colorinterp[bands[0] - 1] == ColorInterp.palette
             return RasterInfo(p, src.width, src.height, bands, alpha, src.dtypes[bands[0] - 1],
                               src.nodata, crs, src.transform, kind,
                               tuple(src.descriptions[b - 1] for b in bands), rgb,
-                              tuple(allow_remote))
+                              tuple(allow_remote), explicit_mask and kind != "mask", palette)
     except InputError:
         raise
     except RasterioIOError as exc:
@@ -240,6 +277,11 @@ def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
     ``report.inspect`` lists them all, so ``info`` never approves what ``fuse`` refuses."""
     first = infos[0]
     problems = [e for e in (dtype_problem(i) for i in infos) if e is not None]
+    # Palette values are indices into a colour table: their mean is no colour of either input.
+    problems += [InputError("is a palette (colour-table) image: its values are colour indices, "
+                            "which cannot be averaged", path=i.path,
+                            hint="expand it to RGB first: gdal_translate -expand rgb")
+                 for i in infos if i.palette]
     # One data type for all: uint8 next to uint16 has no meaningful common scale (averaging
     # them saturated 86 % of a test output), so the user converts with the scaling they mean.
     problems += [InputError(f"has data type {i.dtype} but {first.label} has {first.dtype}; all "
@@ -318,6 +360,9 @@ class AlignedReader:
             if add_alpha:
                 self._alpha = self._vrt.count
         self._ds = self._vrt if self._vrt is not None else self._src
+        # The explicit mask is read as such only on the input's own grid: a warp carries it
+        # into the destination nodata (or the added alpha), which the tests above then read.
+        self._mask = self._vrt is None and (info.mask_kind == "mask" or info.has_mask)
         # Warped pixels depend on the requested window unless reads use one fixed block grid
         # (see blockread.py): then a chunk of a distributed run reads what a local run reads.
         self._blocks = FixedBlocks(self._vrt) if self._vrt is not None else None
@@ -347,17 +392,19 @@ class AlignedReader:
             if self._alpha:
                 data, valid = arr[:-1], arr[-1] > 0
             else:
-                data = arr
-                nd = self.info.nodata
-                if nd is not None:
-                    valid = (~np.isnan(data) if math.isnan(nd) else data != nd).any(axis=0)
-                elif self.info.mask_kind == "mask":
-                    mkw = {"window": window}
-                    if out_shape is not None:
-                        mkw.update(out_shape=tuple(out_shape), resampling=Resampling.nearest)
-                    valid = self._ds.dataset_mask(**mkw) > 0
-                else:
-                    valid = np.ones(data.shape[1:], dtype=bool)
+                data, valid = arr, None
+            nd = self.info.nodata
+            if nd is not None:  # invalid where every image band holds nodata (GDAL's rule)
+                bad = np.isnan(data) if math.isnan(nd) else data == nd
+                valid = ~bad.all(axis=0) if valid is None else valid & ~bad.all(axis=0)
+            if self._mask:
+                mkw: dict[str, Any] = {"window": window}
+                if out_shape is not None:
+                    mkw.update(out_shape=tuple(out_shape), resampling=Resampling.nearest)
+                m = self._ds.dataset_mask(**mkw) > 0
+                valid = m if valid is None else valid & m
+            if valid is None:
+                valid = np.ones(data.shape[1:], dtype=bool)
         except Exception as exc:
             raise InputError(f"read failed ({chained_cause(exc)})",
                              path=self.info.path) from None

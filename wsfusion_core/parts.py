@@ -63,6 +63,18 @@ class Layer:
     dtype: str
     nodata: float | int | None
     predictor: bool = True
+    # The output has a mask (writers.output_format): the part stores the validity as one more
+    # band (0/1) after the image bands, so the mosaic carries it to the writer.
+    mask: bool = False
+    fill: float | int | None = None  # written where no input is valid (default: nodata)
+
+    @property
+    def stored_count(self) -> int:
+        return self.count + (1 if self.mask else 0)
+
+    @property
+    def fill_value(self) -> float | int | None:
+        return self.fill if self.fill is not None else self.nodata
 
 
 # A part's temporary (PartWriters): ``.<kind>_<chunk>.<12 hex>.tmp.tif``.
@@ -170,13 +182,13 @@ class PartWriters:
         win = Window(c.x0, c.y0, c.width, c.height)
         sub = Grid(grid.crs, window_transform(win, grid.transform), c.width, c.height)
         token = uuid.uuid4().hex[:12]  # a retried task on another worker writes its own temps
-        self.items: dict[str, tuple[Any, Path, Path]] = {}
+        self.items: dict[str, tuple[Any, Path, Path, bool]] = {}
         try:
             for lay in layers:
                 final = part_path(folder, lay.kind, c)
                 tmp = final.with_name(f".{final.stem}.{token}.tmp.tif")
-                prof = base_profile(sub, lay.count, lay.dtype, lay.nodata, lay.predictor)
-                self.items[lay.kind] = (rasterio.open(tmp, "w", **prof), tmp, final)
+                prof = base_profile(sub, lay.stored_count, lay.dtype, lay.nodata, lay.predictor)
+                self.items[lay.kind] = (rasterio.open(tmp, "w", **prof), tmp, final, lay.mask)
         except Exception:
             self.abort()
             raise
@@ -193,18 +205,24 @@ class PartWriters:
         for kind, array in (("fused", rows.fused), ("segmentation", rows.classes),
                             ("quality", rows.quality), ("index", rows.index)):
             if kind in self.items and array is not None:
-                self.items[kind][0].write(array[:, lo - y_a:hi - y_a, xs],
-                                          window=Window(0, lo - c.y0, c.width, hi - lo))
+                ds, _tmp, _final, mask = self.items[kind]
+                win = Window(0, lo - c.y0, c.width, hi - lo)
+                ds.write(array[:, lo - y_a:hi - y_a, xs], window=win,
+                         indexes=list(range(1, array.shape[0] + 1)))
+                if mask:
+                    assert rows.valid is not None, "a masked output needs the rows' validity"
+                    ds.write(rows.valid[lo - y_a:hi - y_a, xs].astype(ds.dtypes[0]),
+                             ds.count, window=win)
 
     def publish(self) -> None:
         """Close every part, then rename them into place (a chunk is done once all exist)."""
-        for ds, _tmp, _final in self.items.values():
+        for ds, _tmp, _final, _mask in self.items.values():
             ds.close()
-        for _ds, tmp, final in self.items.values():
+        for _ds, tmp, final, _mask in self.items.values():
             os.replace(tmp, final)
 
     def abort(self) -> None:
-        for ds, tmp, _final in self.items.values():
+        for ds, tmp, _final, _mask in self.items.values():
             with suppress(Exception):
                 ds.close()
             with suppress(FileNotFoundError):
@@ -224,7 +242,7 @@ def write_vrt(path: Path, grid: Grid, layer: Layer, chunks: Sequence[Chunk]) -> 
     head.append(f"  <GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}"
                 "</GeoTransform>")
     body = []
-    for b in range(1, layer.count + 1):
+    for b in range(1, layer.stored_count + 1):
         body.append(f'  <VRTRasterBand dataType="{_GDAL_TYPES[layer.dtype]}" band="{b}">')
         body.append(nd_text.rstrip("\n")) if nd_text else None
         for c in chunks:
@@ -242,8 +260,9 @@ def write_vrt(path: Path, grid: Grid, layer: Layer, chunks: Sequence[Chunk]) -> 
     return path
 
 
-def copy_into(vrt: Path, writer: Any, height: int) -> None:
-    """Stream the mosaic into an output writer, block row by block row (full width).
+def copy_into(vrt: Path, writer: Any, height: int, mask: bool = False) -> None:
+    """Stream the mosaic into an output writer, block row by block row (full width); with
+    ``mask`` its last band is the validity the writer's mask is made of.
 
     Compressing the output costs about 2.5x decoding the parts (bench/bench_distributed.py),
     and both release the GIL: with ``READ_AHEAD`` a thread decodes the next block row while
@@ -253,9 +272,15 @@ def copy_into(vrt: Path, writer: Any, height: int) -> None:
         def read(y: int) -> np.ndarray:
             return src.read(window=Window(0, y, src.width, min(BLOCK, height - y)))
 
+        def append(rows: np.ndarray) -> None:
+            if mask:
+                writer.append(rows[:-1], rows[-1] != 0)
+            else:
+                writer.append(rows)
+
         if not READ_AHEAD:
             for y in range(0, height, BLOCK):
-                writer.append(read(y))
+                append(read(y))
             return
         with ThreadPoolExecutor(1, thread_name_prefix="wsfusion-assembly") as pool:
             ahead = pool.submit(read, 0)
@@ -263,4 +288,4 @@ def copy_into(vrt: Path, writer: Any, height: int) -> None:
                 rows = ahead.result()
                 if y + BLOCK < height:
                     ahead = pool.submit(read, y + BLOCK)
-                writer.append(rows)
+                append(rows)

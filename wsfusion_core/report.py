@@ -46,7 +46,7 @@ class InspectReport:
                       f"  {_grid_text(info)}",
                       f"  bands: {info.count} x {info.dtype}"
                       + (f" + alpha (band {info.alpha})" if info.alpha else "")
-                      + f"; validity: {_mask_text(info)}",
+                      + f"; validity: {info.validity_text}",
                       f"  covers {100 * ov:.1f}% of the reference; "
                       + ("warped onto the reference grid (bilinear)" if wp
                          else "on the reference grid (read directly)")]
@@ -54,9 +54,9 @@ class InspectReport:
         if self.problems:
             lines += [f"  refuse: {p}" for p in self.problems]
         else:
-            source, dtype, nodata = output_format(self.inputs, self.reference)
-            lines.append(f"  write {source.count} band(s) {dtype} on the reference grid, "
-                         f"nodata {nodata} where no input is valid")
+            fmt = output_format(self.inputs, self.reference)
+            lines.append(f"  write {fmt.source.count} band(s) {fmt.dtype} on the reference "
+                         f"grid, {fmt.text}")
             lines.append(f"  feed bands {','.join(map(str, self.bands))} to the networks"
                          " (output keeps original values)")
             if self.networks:
@@ -92,11 +92,6 @@ def _grid_text(info: RasterInfo) -> str:
     xres, yres = info.res
     return (f"{info.width} x {info.height} px, {crs}, pixel {xres:g} x {yres:g}, "
             f"origin ({info.transform.c:.10g}, {info.transform.f:.10g})")
-
-
-def _mask_text(info: RasterInfo) -> str:
-    return {"nodata": f"nodata value {info.nodata}", "alpha": f"alpha band {info.alpha}",
-            "mask": "internal mask", "none": "all pixels (no nodata or mask)"}[info.mask_kind]
 
 
 @only_wsfusion_errors

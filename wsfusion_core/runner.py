@@ -135,10 +135,47 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+class Pointwise(nn.Module):
+    """A 1×1 convolution as one matrix product over the channels of a channels_last tensor.
+
+    oneDNN's 1×1 convolution with few output channels (the networks' heads: 16 → 1 and 16 → 3)
+    splits its work by the number of threads and rounds differently with 1 thread than with 2
+    (up to 1e-6 in the logits), so a Dask worker (one torch thread) and a local run (all
+    cores) differed by a grey level at a few pixels. The matrix product splits the pixels, not
+    the sums, across threads: each pixel's sum is the same with any thread count (tested)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        out_ch, in_ch = conv.weight.shape[:2]
+        self.weight = nn.Parameter(conv.weight.detach().reshape(out_ch, in_ch).t().contiguous(),
+                                   requires_grad=False)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(out_ch)
+        self.bias = nn.Parameter(bias.clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.matmul(x.permute(0, 2, 3, 1), self.weight) + self.bias
+        return y.permute(0, 3, 1, 2)  # (N, C, H, W) in channels_last layout
+
+
+def pointwise_heads(module: nn.Module) -> nn.Module:
+    """Every plain 1×1 Conv2d of ``module`` replaced by ``Pointwise`` (in place)."""
+    for name, child in module.named_children():
+        if (isinstance(child, nn.Conv2d) and child.kernel_size == (1, 1)
+                and child.stride == (1, 1) and child.padding == (0, 0)
+                and child.dilation == (1, 1) and child.groups == 1):
+            setattr(module, name, Pointwise(child))
+        else:
+            pointwise_heads(child)
+    return module
+
+
 def prepare(model: FusionModel, policy: Policy, tile: int,
             log: Callable[[str], None] = lambda _m: None) -> FusionModel:
-    """The inference form of a loaded model (changed in place; the runner owns it)."""
+    """The inference form of a loaded model (changed in place; the runner owns it). On a CPU
+    the 1×1 heads become ``Pointwise``, so the outputs do not depend on the thread count."""
     fold_batchnorm(model.eval())
+    if policy.device == "cpu":
+        pointwise_heads(model)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     for name in ("quality", "segmentation"):
         net = getattr(model, name, None)
@@ -309,7 +346,7 @@ class ModelRunner:
             orig = self._to_device(d).to(work)
             orig = torch.where(val.unsqueeze(2), orig, torch.zeros((), dtype=work,
                                                                    device=orig.device))
-            fused = (orig * w.to(work).unsqueeze(2)).sum(dim=1)
+            fused = weigh(orig, w, work)
             seg = None
             if want_seg:
                 fused_view = weighted_sum(img, w)  # fuse_by_quality's, as trained
@@ -394,7 +431,7 @@ class ModelRunner:
             w = quality_weights(logits, val)
             work = torch.float64 if data.dtype.itemsize > 2 else torch.float32
             orig = d.to(work).masked_fill(~val.unsqueeze(2), 0.0)  # NaN/sentinels → 0
-            fused = (orig * w.to(work).unsqueeze(2)).sum(dim=1)
+            fused = weigh(orig, w, work)
             seg = None
             if want_seg:
                 fused_view = weighted_sum(img, w)
@@ -423,6 +460,25 @@ class ModelRunner:
             with self._seg_precision():
                 logits = self.model.segmentation(x)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+def weigh(orig: torch.Tensor, w: torch.Tensor, work: torch.dtype) -> torch.Tensor:
+    """Σ_k w_k · x_k over the inputs: (B, K, C, T, T) values and (B, K, T, T) float32 weights
+    → (B, C, T, T) in ``work``.
+
+    The softmax weights sum to 1 only to float32 precision (~1e-7). That vanishes in the
+    rounding to 8- and 16-bit outputs, but moved float32 outputs by an ulp and 32-bit integers
+    by hundreds (x ~ 4e9), so identical inputs did not come back bit-exact. In float64 work
+    the weights are renormalised in float64, which makes the error ~1e-16 relative: below
+    half an ulp of float32 and of any 32-bit integer (float64 outputs: docs/engine.md).
+    Narrower outputs keep the plain sum (their results are unchanged)."""
+    wk = w.to(work)
+    fused = (orig * wk.unsqueeze(2)).sum(dim=1)
+    if work == torch.float64:
+        total = wk.sum(dim=1, keepdim=True)
+        fused = fused / torch.where(total > 0, total, torch.ones((), dtype=work,
+                                                                 device=total.device))
+    return fused
 
 
 def upload(a: np.ndarray, device: str) -> torch.Tensor:

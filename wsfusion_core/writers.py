@@ -14,6 +14,7 @@ import math
 import os
 import stat
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
@@ -47,14 +48,86 @@ def natural_nodata(dtype: str) -> float | int:
     return int(np.iinfo(dt).min)
 
 
-def output_format(inputs: Sequence[RasterInfo], reference: RasterInfo
-                  ) -> tuple[RasterInfo, str, float | int]:
-    """The input whose radiometry the fused output keeps (the reference when it is one of the
-    inputs, else the first input), its dtype, and the output nodata. ``fuse`` and ``info``
-    both ask here."""
+@dataclass(frozen=True)
+class OutputFormat:
+    """How the fused output marks "no input is valid here" (``output_format`` decides).
+
+    ``nodata`` is the value declared in the file (None: none declared); ``fill`` the value
+    written into such pixels either way; ``mask``: an internal per-dataset mask (GDAL's
+    ``GDAL_TIFF_INTERNAL_MASK``, 0 = no data) marks them instead of a nodata value."""
+
+    source: RasterInfo  # the input whose radiometry, band names and colour tags the output keeps
+    dtype: str
+    nodata: float | int | None
+    fill: float | int
+    mask: bool
+    why: str = ""  # why a mask is written instead of a nodata value (for ``info`` and logs)
+
+    @property
+    def text(self) -> str:
+        """What ``info`` prints: what marks the pixels where no input is valid."""
+        if not self.mask:
+            return f"nodata {self._shown(self.nodata)} where no input is valid"
+        return (f"an internal mask where no input is valid (no nodata value; pixels there "
+                f"hold {self._shown(self.fill)}), because {self.why}")
+
+    def _shown(self, value: float | int | None) -> str:
+        """0, not 0.0, for integer outputs (rasterio reads every nodata as a float)."""
+        if value is not None and np.dtype(self.dtype).kind in "iu":
+            return str(int(value))
+        return str(value)
+
+
+def _same_value(a: float | int | None, b: float | int) -> bool:
+    if a is None:
+        return False
+    if isinstance(b, float) and math.isnan(b):
+        return isinstance(a, float) and math.isnan(a)
+    return bool(a == b)
+
+
+def never_valid(value: float | int, inputs: Sequence[RasterInfo], dtype: str) -> str | None:
+    """None when no valid output pixel can take ``value``, else why one can.
+
+    Every method writes, per pixel, one valid input value or a convex combination of valid
+    input values (weighted means, the median's middle pair, bilinear warping), rounded to the
+    dtype. NaN is never valid. Any other value is safe only when every input declares it as
+    nodata (so no valid input value equals it) and it is the dtype's lowest or highest value
+    (so no combination of other values rounds to it): 0 or 255 in uint8 inputs that all say
+    nodata 0, say; not -9999 in int16 (the mean of -9998 and -10000 is -9999)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    dt = np.dtype(dtype)
+    shown = str(int(value)) if dt.kind in "iu" else str(value)
+    undeclared = [i for i in inputs if not _same_value(i.nodata, value)]
+    if undeclared:
+        i = undeclared[0]
+        said = "declares no nodata value" if i.nodata is None else f"declares nodata {i.nodata}"
+        return f"{i.path.name} {said}, so {shown} may be a valid value there"
+    lo, hi = ((np.iinfo(dt).min, np.iinfo(dt).max) if dt.kind in "iu"
+              else (-np.finfo(dt).max, np.finfo(dt).max))
+    if lo < value < hi:
+        return (f"{shown} lies inside the {dtype} range, so a mean of valid values may "
+                "equal it")
+    return None
+
+
+def output_format(inputs: Sequence[RasterInfo], reference: RasterInfo) -> OutputFormat:
+    """The one rule for the output's nodata or mask; ``fuse`` and ``info`` both ask here.
+
+    The output keeps the radiometry of the reference when it is one of the inputs, else of the
+    first input. Its candidate nodata is that input's nodata value, else 0 for unsigned, the
+    minimum for signed integers, NaN for floats. The candidate is declared as nodata only when
+    no valid output pixel can take it (``never_valid``); otherwise no nodata value is declared
+    and an internal mask marks where no input is valid, so a valid value (a black roof, a
+    saturated 65535) is never read as nodata. The pixels under the mask still hold the
+    candidate, so the values are those of a nodata output."""
     source = next((i for i in inputs if i.path == reference.path), inputs[0])
-    nodata = source.nodata if source.nodata is not None else natural_nodata(source.dtype)
-    return source, source.dtype, nodata
+    fill = source.nodata if source.nodata is not None else natural_nodata(source.dtype)
+    why = never_valid(fill, inputs, source.dtype)
+    if why is None:
+        return OutputFormat(source, source.dtype, fill, fill, False)
+    return OutputFormat(source, source.dtype, None, fill, True, why)
 
 
 def gdal_cache(width: int, bytes_per_pixel: int, inputs: Sequence[RasterInfo] = (),
@@ -157,9 +230,13 @@ class AtomicGeoTIFF:
     (recorded by the ``OutputSet``), becomes one OutputError naming the target and the cause."""
 
     def __init__(self, target: str | os.PathLike, profile: dict[str, Any], cog: bool = False,
-                 overview_resampling: str = "average") -> None:
+                 overview_resampling: str = "average", mask: bool = False) -> None:
         self.target = Path(target)
         self.cog = cog
+        # Write an internal per-dataset mask (0: no data) from the ``valid`` rows ``append``
+        # is given: the output rule (``output_format``) chose it over a nodata value.
+        self.mask = mask
+        self._pending_mask: list[np.ndarray] = []
         self.overview_resampling = overview_resampling
         self.profile = profile
         self._pending: list[np.ndarray] = []  # appended rows not yet written (< one block)
@@ -210,15 +287,27 @@ class AtomicGeoTIFF:
         return write_failure(self.target, texts, sum(w.raw_bytes for w in same_disk), exc, what,
                              sum(p.stat().st_size for p in temps))
 
-    def write(self, array: np.ndarray, row: int) -> None:
-        """Write rows ``row .. row+h`` across the full width (array (count, h, width))."""
+    def write(self, array: np.ndarray, row: int, valid: np.ndarray | None = None) -> None:
+        """Write rows ``row .. row+h`` across the full width (array (count, h, width)); with a
+        mask, ``valid`` (h, width) bool goes into it."""
         h = array.shape[-2]
-        self._guard(lambda: self.dataset.write(
-            array, window=Window(0, row, self.profile["width"], h)))
+        win = Window(0, row, self.profile["width"], h)
+        self._guard(lambda: self.dataset.write(array, window=win))
+        if self.mask:
+            if valid is None:
+                raise ValueError("this output has a mask: rows need their validity")
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):  # in the file, not a .msk
+                self._guard(lambda: self.dataset.write_mask(
+                    np.where(valid, np.uint8(255), np.uint8(0)), window=win))
 
-    def append(self, rows: np.ndarray) -> None:
-        """Queue the next rows (count, h, width); write as many whole blocks as are complete."""
+    def append(self, rows: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Queue the next rows (count, h, width) (and their validity (h, width) for a mask);
+        write as many whole blocks as are complete."""
         self._pending.append(rows)
+        if self.mask:
+            if valid is None:
+                raise ValueError("this output has a mask: rows need their validity")
+            self._pending_mask.append(valid)
         self._write_pending((sum(p.shape[1] for p in self._pending) // BLOCK) * BLOCK)
 
     def _write_pending(self, take: int) -> None:
@@ -226,7 +315,13 @@ class AtomicGeoTIFF:
             return
         rows = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 \
             else self._pending[0]
-        self.write(rows[:, :take], self._next_row)
+        valid = None
+        if self.mask:
+            valid = np.concatenate(self._pending_mask, axis=0) \
+                if len(self._pending_mask) > 1 else self._pending_mask[0]
+            self._pending_mask = [valid[take:]] if take < valid.shape[0] else []
+            valid = valid[:take]
+        self.write(rows[:, :take], self._next_row, valid)
         self._next_row += take
         self._pending = [rows[:, take:]] if take < rows.shape[1] else []
 
@@ -317,13 +412,14 @@ class OutputSet:
 
 def open_fused(target: Path, grid: Grid, count: int, dtype: str, nodata: Nodata, cog: bool,
                descriptions: Sequence[str | None] = (), tags: dict[str, str] | None = None,
-               rgb: bool = False) -> AtomicGeoTIFF:
+               rgb: bool = False, mask: bool = False) -> AtomicGeoTIFF:
+    """The fused output; ``mask``: an internal mask instead of ``nodata`` (output_format)."""
     profile = base_profile(grid, count, dtype, nodata)
     # Say it explicitly: GDAL would otherwise call the 4th band of a 4-band byte image alpha
     # (a NIR band is not transparency). RGB inputs give red/green/blue bands 1-3 and leave any
     # further band (NIR) undefined, as in the inputs.
     profile["photometric"] = "RGB" if rgb and count >= 3 else "MINISBLACK"
-    w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="average")
+    w = AtomicGeoTIFF(target, profile, cog=cog, overview_resampling="average", mask=mask)
     for i, d in enumerate(descriptions, start=1):
         if d and i <= count:
             w.dataset.set_band_description(i, d)

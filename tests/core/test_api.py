@@ -70,8 +70,14 @@ def test_all_invalid_pixels_are_nodata_everywhere(tmp_path, make_raster, smooth_
     out, seg, q = tmp_path / "out.tif", tmp_path / "seg.tif", tmp_path / "q.tif"
     fuse([a, b], out, segmentation=seg, quality=q, weights=small_weights)
     fused, prof = read(out)
-    assert prof["nodata"] == 0  # a has no nodata: the natural choice for uint8
+    # a declares no nodata (a valid pixel of a may be 0): no nodata value, an internal mask
+    # marks where no input is valid, and the pixels there hold 0 (issue 19)
+    assert prof["nodata"] is None
     assert (fused[:, 20:60, 30:90] == 0).all()
+    with rasterio.open(out) as src:
+        hole = np.zeros((150, 170), bool)
+        hole[20:60, 30:90] = True
+        np.testing.assert_array_equal(src.dataset_mask() == 0, hole)
     np.testing.assert_array_equal(fused[:, 100:, :], a_img[:, 100:, :])
     classes, sprof = read(seg)
     assert sprof["dtype"] == "uint8" and sprof["nodata"] == 255

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import rasterio
+from rasterio.enums import MaskFlags
 from rasterio.transform import from_origin
 
 from wsfusion_core.api import fuse
@@ -59,8 +60,12 @@ def test_info_and_fuse_agree(case, tmp_path, make_raster, smooth_image):
         assert refused in report.problems
         return
     assert report.problems == []
-    said = re.search(r"write (\d+) band\(s\) (\w+) on the reference grid, nodata (\S+) where",
-                     report.to_text())
+    said = re.search(r"write (\d+) band\(s\) (\w+) on the reference grid, "
+                     r"(?:nodata (\S+)|(an internal mask)) where", report.to_text())
     assert said is not None
     with rasterio.open(out) as dst:
-        assert (int(said[1]), said[2], float(said[3])) == (dst.count, dst.dtypes[0], dst.nodata)
+        assert (int(said[1]), said[2]) == (dst.count, dst.dtypes[0])
+        if said[4]:  # a mask instead of a nodata value (writers.output_format)
+            assert dst.nodata is None and dst.mask_flag_enums[0] == [MaskFlags.per_dataset]
+        else:
+            assert float(said[3]) == dst.nodata

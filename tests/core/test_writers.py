@@ -131,10 +131,14 @@ def test_output_format_follows_the_reference_input(tmp_path, make_raster, smooth
     img = smooth_image(20, 20)
     a = describe(make_raster(tmp_path / "a.tif", img, nodata=3))
     b = describe(make_raster(tmp_path / "b.tif", img.astype(np.int16)))
-    assert output_format([a, b], a) == (a, "uint8", 3)
-    assert output_format([a, b], b) == (b, "int16", -32768)  # natural nodata for int16
+    fa, fb = output_format([a, b], a), output_format([a, b], b)
+    assert (fa.source, fa.dtype, fa.fill) == (a, "uint8", 3)
+    assert (fb.source, fb.dtype, fb.fill) == (b, "int16", -32768)  # natural nodata for int16
+    # b declares no nodata, and 3 lies inside the uint8 range: a mask, not a nodata value
+    # (the rule itself: tests/core/test_faults_validity.py)
+    assert fa.mask and fa.nodata is None and fb.mask and fb.nodata is None
     other = describe(make_raster(tmp_path / "ref.tif", img.astype(np.float32)))
-    assert output_format([a, b], other)[0] == a  # a reference outside the inputs: the first
+    assert output_format([a, b], other).source == a  # a reference outside the inputs: the first
 
 
 def test_gdal_cache_holds_a_block_row_only_of_warped_inputs(tmp_path, make_raster, smooth_image):
