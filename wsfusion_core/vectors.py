@@ -41,6 +41,7 @@ import math
 import os
 import sqlite3
 import struct
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ from .publish import fsync_file, temp_path
 BAND = 512  # rows polygonised at once: the seams are fixed, whatever the rows' arrival
 SIMPLIFY_PX = 1.0  # coverage-simplification tolerance, in pixels
 SKIP_CLASSES = ("background",)  # classes that are not mapped as features
+AHEAD = 2  # row hand-overs queued for the vectorising thread (each one strip of rows)
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,11 @@ class Vectoriser:
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
         self._y = 0  # raster row of the next band
-        self._open: list[tuple[int, Any]] = []  # (class, pixel polygon) reaching the seam
+        # Open features: (class, pieces), unioned only once finished (a road network that
+        # spans the raster would otherwise be re-unioned at every band); the pieces of the last
+        # band that reach the seam, with their feature's index.
+        self._groups: list[tuple[int, list[Any]]] = []
+        self._edge: list[tuple[int, Any]] = []
         self._last_row: np.ndarray | None = None  # the previous band's last row
 
     def append(self, rows: np.ndarray) -> None:
@@ -179,8 +185,8 @@ class Vectoriser:
             self._band(self._take(self._pending_rows))
         if self._y != self.height:
             raise ValueError(f"class map rows: got {self._y}, expected {self.height}")
-        self._close([g for _, g in self._open], [c for c, _ in self._open])
-        self._open = []
+        self._close([_union(p) for _, p in self._groups], [c for c, _ in self._groups])
+        self._groups, self._edge = [], []
 
     def _take(self, n: int) -> np.ndarray:
         rows = np.concatenate(self._pending, axis=0) if len(self._pending) > 1 \
@@ -196,40 +202,50 @@ class Vectoriser:
         y0, h = self._y, band.shape[0]
         y1 = y0 + h
         mask = self.wanted[band]
-        geoms: list[Any] = []
+        rings: list[Any] = []  # every ring's vertices, in order
+        ring_ends: list[int] = []  # vertex offsets
+        poly_ends: list[int] = []  # ring offsets
         codes: list[int] = []
+        n = 0
         if mask.any():
             for g, v in shapes(band, mask=mask, connectivity=4,
                                transform=Affine(1, 0, 0, 0, 1, y0)):
-                geoms.append(shapely.geometry.shape(g))
+                for ring in g["coordinates"]:
+                    rings.extend(ring)
+                    n += len(ring)
+                    ring_ends.append(n)
+                poly_ends.append(len(ring_ends))
                 codes.append(int(v))
-        new = np.array(geoms, dtype=object)
-        groups = self._link(band[0], new, y0)
-        n_open = len(self._open)
-        merged: list[tuple[int, Any]] = []
+        new = _polygons(rings, ring_ends, poly_ends)
+        at_seam = (shapely.bounds(new)[:, 3] == y1) if len(new) and y1 < self.height \
+            else np.zeros(len(new), bool)
+        n_old = len(self._groups)
+        groups: list[tuple[int, list[Any]]] = []
+        edge: list[tuple[int, Any]] = []
         finished: list[tuple[int, Any]] = []
-        for members in groups:
-            code = self._open[members[0]][0] if members[0] < n_open \
-                else codes[members[0] - n_open]
-            parts = [self._open[m][1] if m < n_open else new[m - n_open] for m in members]
-            has_new = any(m >= n_open for m in members)
-            geom = parts[0] if len(parts) == 1 else shapely.union_all(parts)
-            if has_new and y1 < self.height and shapely.bounds(geom)[3] == y1:
-                merged.append((code, geom))
+        for members in self._link(band[0], new, y0):
+            olds = [m for m in members if m < n_old]
+            news = [m - n_old for m in members if m >= n_old]
+            code = self._groups[olds[0]][0] if olds else codes[news[0]]
+            pieces = [p for m in olds for p in self._groups[m][1]] + [new[j] for j in news]
+            if any(at_seam[j] for j in news):
+                edge += [(len(groups), new[j]) for j in news if at_seam[j]]
+                groups.append((code, pieces))
             else:
-                finished.append((code, geom))
-        self._open = merged
+                finished.append((code, _union(pieces)))
+        self._groups, self._edge = groups, edge
         self._last_row = band[-1].copy()
         self._y = y1
         self._close([g for _, g in finished], [c for c, _ in finished])
 
     def _link(self, first: np.ndarray, new: np.ndarray, y0: int) -> list[list[int]]:
-        """Groups of indices (open polygons 0..n_open-1, then the band's new ones) joined
-        across the seam at row ``y0``: one sample point per run of equal mapped class."""
-        n_open = len(self._open)
-        uf = _UnionFind(n_open + len(new))
+        """Groups of indices (open features 0..n_old-1, then the band's new polygons) joined
+        across the seam at row ``y0``: one sample point per run of equal mapped class, in the
+        previous band's seam piece above and the new polygon below."""
+        n_old = len(self._groups)
+        uf = _UnionFind(n_old + len(new))
         last = self._last_row
-        if n_open and len(new) and last is not None:
+        if self._edge and len(new) and last is not None:
             same = (last == first) & self.wanted[first]
             x = np.flatnonzero(same)
             if x.size:
@@ -237,48 +253,48 @@ class Vectoriser:
                 px = starts + 0.5
                 up = shapely.points(px, np.full(px.shape, y0 - 0.5))
                 down = shapely.points(px, np.full(px.shape, y0 + 0.5))
-                above = _owner(shapely.STRtree([g for _, g in self._open]), up)
+                above = _owner(shapely.STRtree([g for _, g in self._edge]), up)
                 below = _owner(shapely.STRtree(new), down)
                 for a, b in zip(above, below):
                     if a >= 0 and b >= 0:
-                        uf.join(int(a), n_open + int(b))
+                        uf.join(self._edge[int(a)][0], n_old + int(b))
         groups: dict[int, list[int]] = {}
-        for i in range(n_open + len(new)):
+        for i in range(n_old + len(new)):
             groups.setdefault(uf.find(i), []).append(i)
         return [groups[k] for k in sorted(groups)]
 
     def _close(self, geoms: list[Any], codes: list[int]) -> None:
         """Finished pixel polygons → features: small holes filled, specks dropped, simplified
         together, measured in metres, moved to map coordinates, emitted."""
-        kept: list[Any] = []
-        kept_codes: list[int] = []
-        areas: list[float] = []
-        for g, c in zip(geoms, codes):
-            for part in getattr(g, "geoms", [g]):  # a union is one polygon; be safe
-                mx, my = self.scale(shapely.centroid(part).y)
-                px_area = mx * my
-                part = _fill_holes(part, self.min_area / px_area)
-                area = part.area * px_area  # the classified pixels' area, holes excluded
-                if area < self.min_area:
-                    continue
-                kept.append(part)
-                kept_codes.append(c)
-                areas.append(area)
-        if not kept:
+        if not geoms:
             return
-        simple = _simplify(np.array(kept, dtype=object), self.tolerance)
+        polys = shapely.get_parts(np.array(geoms, dtype=object))  # a union is one polygon
+        codes_a = np.repeat(np.array(codes), shapely.get_num_geometries(
+            np.array(geoms, dtype=object)))
+        rows = shapely.bounds(polys)[:, [1, 3]].mean(axis=1)  # each one's middle row
+        scale = np.array([self.scale(float(y)) for y in rows]).reshape(-1, 2)
+        px_area = scale[:, 0] * scale[:, 1]
+        holed = np.flatnonzero(shapely.get_num_interior_rings(polys) > 0)
+        for i in holed:
+            polys[i] = _fill_holes(polys[i], self.min_area / px_area[i])
+        areas = shapely.area(polys) * px_area  # the classified pixels' area, holes excluded
+        keep = areas >= self.min_area
+        if not keep.any():
+            return
+        polys, codes_a, areas, scale = polys[keep], codes_a[keep], areas[keep], scale[keep]
+        simple = _simplify(polys, self.tolerance)
+        # normalised: the same vertex order whichever band finished the feature
+        mapped = shapely.normalize(self._to_map(simple))
         out: list[Feature] = []
-        for g, c, area in zip(simple, kept_codes, areas):
+        for g, m, c, area, (mx, my) in zip(simple, mapped, codes_a, areas, scale):
             if g is None or g.is_empty:
                 continue
-            cls = self.classes[c]
+            cls = self.classes[int(c)]
             length = width = None
             if cls.is_road:  # from the simplified outline: a staircase has a longer perimeter
-                mx, my = self.scale(shapely.centroid(g).y)
                 metric = shapely.transform(g, lambda xy, mx=mx, my=my: xy * (mx, my))
                 length, width = ribbon(float(metric.area), float(metric.length))
-            # normalised: the same vertex order whichever band finished the feature
-            out.append(Feature(cls, shapely.normalize(self._to_map(g)), area, length, width))
+            out.append(Feature(cls, m, float(area), length, width))
         if out:
             self.emit(out)
 
@@ -286,6 +302,22 @@ class Vectoriser:
         t = self.transform
         return shapely.transform(g, lambda xy: np.column_stack((
             t.a * xy[:, 0] + t.b * xy[:, 1] + t.c, t.d * xy[:, 0] + t.e * xy[:, 1] + t.f)))
+
+
+def _union(pieces: list[Any]) -> Any:
+    """One feature from its band pieces (they share edges only: the union is exact)."""
+    return pieces[0] if len(pieces) == 1 else shapely.union_all(pieces)
+
+
+def _polygons(coords: list[Any], ring_ends: list[int], poly_ends: list[int]) -> np.ndarray:
+    """Polygons from flat vertices and the offsets of rings and polygons, in one call."""
+    if not poly_ends:
+        return np.array([], dtype=object)
+    from shapely import GeometryType
+
+    xy = np.array(coords, dtype=np.float64).reshape(-1, 2)
+    return shapely.from_ragged_array(GeometryType.POLYGON, xy, (
+        np.array([0] + ring_ends, np.int64), np.array([0] + poly_ends, np.int64)))
 
 
 def _simplify(polys: np.ndarray, tolerance: float) -> np.ndarray:
@@ -333,7 +365,8 @@ class GeoPackage:
 
     def __init__(self, path: Path, crs: CRS | None, classes: Sequence[MappedClass]) -> None:
         self.path = path
-        self.db = sqlite3.connect(str(path), isolation_level=None)
+        # written from the vectorising thread, created and closed by the run's thread
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.classes = classes
         self.extent: dict[str, list[float]] = {}
         self.count = 0
@@ -468,6 +501,8 @@ class VectorWriter:
             raise
         self.vectoriser = Vectoriser(height, width, transform, crs, self.classes, self._emit,
                                      min_area=min_area)
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: list[Future[None]] = []
 
     @property
     def staged(self) -> Path:
@@ -497,10 +532,25 @@ class VectorWriter:
         self._guard(lambda: gpkg.write(features))
 
     def append(self, rows: np.ndarray) -> None:
-        self.vectoriser.append(rows)
+        """Queue the rows for the vectorising thread: polygonising and simplifying overlap
+        the engine's work (the networks, the GeoTIFFs' compression), which free the GIL. At
+        most ``AHEAD`` hand-overs wait; an error of the thread is raised here, or by finish."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="wsfusion-vectors")
+        self._queue.append(self._pool.submit(self.vectoriser.append, rows))
+        while len(self._queue) > AHEAD or (self._queue and self._queue[0].done()):
+            self._queue.pop(0).result()
+
+    def _drain(self) -> None:
+        while self._queue:
+            self._queue.pop(0).result()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def finish(self) -> None:
         """Flush the open features, close and sync the temp file and check it reads back."""
+        self._drain()
         self.vectoriser.finish()
         gpkg = self.gpkg
         assert gpkg is not None
@@ -526,6 +576,11 @@ class VectorWriter:
         return None if n == written else f"{n} features read back, {written} written"
 
     def abort(self) -> None:
+        if self._pool is not None:  # the thread's current band finishes first (~1 s at most)
+            for f in self._queue:
+                f.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool, self._queue = None, []
         if self.gpkg is not None:
             with suppress(Exception):
                 self.gpkg.db.close()
