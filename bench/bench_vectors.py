@@ -135,8 +135,9 @@ def main() -> int:
     print(f"# peak RSS ratio (vectors / without): {peak[True] / peak[False]:.2f}")
     print(f"# time ratio against writing the class map alone: "
           f"{best[True]['seconds'] / best[False]['seconds']:.2f}")
+    learned = LEARNED_S_PER_MPX * mpx
     print(f"# vectors: +{extra:.1f} s = {mpx / max(extra, 1e-9):.1f} Mpx/s; against a learned "
-          f"run of ~{LEARNED_S_PER_MPX * mpx:.0f} s: +{100 * extra / (LEARNED_S_PER_MPX * mpx):.0f} %")
+          f"run of ~{learned:.0f} s: +{100 * extra / learned:.0f} %")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python scripts/score_vectors.py [--data ../shared/data] [--gsd 0.5] [--columns val|all]
                                     [--min-area 5] [--device auto] [--keep DIR]
+                                    [--figure docs/img/vectors_banepa.png]
 
 The labelled OpenAerialMap tiles (``segmentation/banepa/train/oam``, EPSG:4326, ~0.13 m) of the
 chosen tile columns are mosaicked and resampled (average) onto UTM 45N (EPSG:32645) at ``--gsd``
@@ -9,7 +10,8 @@ metres: the shipped model was trained at ~0.26-2 m. The mosaic is fused as one i
 shipped model and ``vectors=`` (the same core call as the CLI), and every predicted building
 polygon is matched one-to-one against the OSM footprints (reprojected, clipped to the mosaic):
 greedy on IoU, a match needs IoU >= 0.5. Printed: counts, precision, recall, F1 at IoU 0.5,
-the mean IoU of the matches and the median best IoU per OSM building.
+the mean IoU of the matches, the median best IoU per OSM building, and ``area_iou``: the IoU
+of all predicted building area against all OSM building area (pixels agree, instances aside).
 
 ``--columns val`` (default) scores the held-out validation column (training/splits.py
 BANEPA_VAL_COLUMNS: never trained on); ``all`` adds the five training columns (optimistic).
@@ -122,10 +124,31 @@ def match(pred: list, truth: list, threshold: float = 0.5) -> dict[str, float]:
     precision = tp / len(pred) if pred else 0.0
     recall = tp / len(truth) if truth else 0.0
     f1 = 2 * tp / (len(pred) + len(truth)) if pred or truth else 0.0
+    both_p, both_t = shapely.union_all(pred), shapely.union_all(truth)
+    inter = both_p.intersection(both_t).area
     return {"predicted": len(pred), "osm": len(truth), "matched": tp,
+            "area_iou": inter / max(both_p.union(both_t).area, 1e-9),
             "precision": precision, "recall": recall, "f1": f1,
             "mean_iou_matched": float(np.mean(ious)) if ious else 0.0,
             "median_best_iou": float(np.median(best)) if len(best) else 0.0}
+
+
+def figure(image: Path, pred: list, truth: list, out: Path, scale: int = 2) -> None:
+    """The mosaic with the OSM footprints (yellow) and the predicted buildings (cyan)."""
+    import rasterio
+    from PIL import Image, ImageDraw
+
+    with rasterio.open(image) as src:
+        rgb = np.moveaxis(src.read([1, 2, 3]), 0, -1)
+        inv = ~src.transform
+    img = Image.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale))
+    draw = ImageDraw.Draw(img)
+    for geoms, colour in ((truth, (255, 220, 0)), (pred, (0, 230, 255))):
+        for g in geoms:
+            for ring in [g.exterior, *g.interiors]:
+                pts = [tuple(scale * v for v in inv * xy) for xy in ring.coords]
+                draw.line(pts, fill=colour, width=2)
+    img.save(out)
 
 
 def main() -> int:
@@ -137,6 +160,8 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--weights", default=None, help="model (default: the shipped one)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the mosaic and outputs here")
+    ap.add_argument("--figure", type=Path, default=None,
+                    help="write a PNG: OSM footprints yellow, predicted buildings cyan")
     args = ap.parse_args()
 
     tiles_dir = args.data / "segmentation" / "banepa" / "train" / "oam"
@@ -162,6 +187,8 @@ def main() -> int:
         pred = [f["geometry"] for f in read_features(vec, "building")]
         truth = osm_buildings(args.data, footprint(image), args.min_area)
         scores = match(pred, truth)
+        if args.figure is not None:
+            figure(image, pred, truth, args.figure)
     scores.update(columns=args.columns, tiles=len(tiles), gsd_m=args.gsd,
                   size_px=f"{res.width}x{res.height}", min_area_m2=args.min_area,
                   model=res.model, device=res.device)
