@@ -60,6 +60,10 @@ from .publish import fsync_file, temp_path
 BAND = 512  # rows polygonised at once: the seams are fixed, whatever the rows' arrival
 SIMPLIFY_PX = 1.0  # coverage-simplification tolerance, in pixels
 SKIP_CLASSES = ("background",)  # classes that are not mapped as features
+# Road networks join up across a whole raster: a road feature is cut where it crosses a row
+# that is a multiple of ROAD_SHEET (exactly: the pieces share the edge), so no open feature
+# holds more than one sheet of rows and memory stays bounded by the width. Buildings are whole.
+ROAD_SHEET = 2048
 AHEAD = 2  # row hand-overs queued for the vectorising thread (each one strip of rows)
 
 
@@ -152,7 +156,7 @@ class Vectoriser:
     def __init__(self, height: int, width: int, transform: Affine, crs: CRS | None,
                  classes: Sequence[MappedClass], emit: Callable[[list[Feature]], None],
                  min_area: float = DEFAULT_MIN_AREA, band: int = BAND,
-                 tolerance: float = SIMPLIFY_PX) -> None:
+                 tolerance: float = SIMPLIFY_PX, sheet: int = ROAD_SHEET) -> None:
         self.height, self.width = height, width
         self.transform, self.crs = transform, crs
         self.classes = {c.index: c for c in classes}
@@ -160,6 +164,7 @@ class Vectoriser:
         self.wanted[list(self.classes)] = True
         self.wanted[SEGMENTATION_NODATA] = False
         self.emit, self.min_area, self.band, self.tolerance = emit, min_area, band, tolerance
+        self.sheet = sheet
         self.scale = metre_scale(transform, crs)
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
@@ -220,6 +225,7 @@ class Vectoriser:
         at_seam = (shapely.bounds(new)[:, 3] == y1) if len(new) and y1 < self.height \
             else np.zeros(len(new), bool)
         n_old = len(self._groups)
+        cut = y1 % self.sheet == 0  # a road sheet line: open roads end here
         groups: list[tuple[int, list[Any]]] = []
         edge: list[tuple[int, Any]] = []
         finished: list[tuple[int, Any]] = []
@@ -228,7 +234,7 @@ class Vectoriser:
             news = [m - n_old for m in members if m >= n_old]
             code = self._groups[olds[0]][0] if olds else codes[news[0]]
             pieces = [p for m in olds for p in self._groups[m][1]] + [new[j] for j in news]
-            if any(at_seam[j] for j in news):
+            if any(at_seam[j] for j in news) and not (cut and self.classes[code].is_road):
                 edge += [(len(groups), new[j]) for j in news if at_seam[j]]
                 groups.append((code, pieces))
             else:

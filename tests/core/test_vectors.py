@@ -193,6 +193,24 @@ def test_one_shape_across_many_seams_is_one_feature(tmp_path):
     assert areas == pytest.approx([4 * (100 * 2 + 2 * 7), 4 * 300])
 
 
+def test_roads_are_cut_exactly_at_sheet_lines_and_buildings_never():
+    """A road network is cut where it crosses a sheet row (memory bound); the two pieces
+    share the cut edge exactly. A building across the same line stays one feature."""
+    m = np.zeros((40, 30), np.uint8)
+    m[2:38, 3:6] = ROAD
+    m[15:25, 10:20] = BUILDING
+    got: list = []
+    v = Vectoriser(40, 30, Affine.identity(), None, CLASSES, got.extend, min_area=0, band=5,
+                   sheet=20)
+    v.append(m[None])
+    v.finish()
+    roads = sorted((f.geometry for f in got if f.cls.index == ROAD), key=lambda g: g.bounds)
+    assert [r.bounds for r in roads] == [(3, 2, 6, 20), (3, 20, 6, 38)]
+    assert roads[0].intersection(roads[1]).equals(shapely.LineString([(3, 20), (6, 20)]))
+    (building,) = [f.geometry for f in got if f.cls.index == BUILDING]
+    assert building.equals(shapely.box(10, 15, 20, 25))
+
+
 def test_features_do_not_depend_on_how_rows_arrive(tmp_path):
     m = blobs((700, 90), 7)
     a = write_map(tmp_path, m, "a.gpkg", chunk_rows=256)
