@@ -175,6 +175,13 @@ class Vectoriser:
         self._groups: list[tuple[int, list[Any]]] = []
         self._edge: list[tuple[int, Any]] = []
         self._last_row: np.ndarray | None = None  # the previous band's last row
+        self.peak_open = 0  # the most vertices held in open features after a band
+
+    def open_vertices(self) -> int:
+        """Vertices held in open features now: what the streaming keeps besides one band."""
+        pieces = [p for _, ps in self._groups for p in ps]
+        return int(shapely.get_num_coordinates(np.array(pieces, dtype=object)).sum()) \
+            if pieces else 0
 
     def append(self, rows: np.ndarray) -> None:
         """Take the next rows of the class map ((1, h, W) or (h, W) uint8)."""
@@ -240,6 +247,7 @@ class Vectoriser:
             else:
                 finished.append((code, _union(pieces)))
         self._groups, self._edge = groups, edge
+        self.peak_open = max(self.peak_open, self.open_vertices())
         self._last_row = band[-1].copy()
         self._y = y1
         self._close([g for _, g in finished], [c for c, _ in finished])
@@ -610,5 +618,5 @@ class RowsTo:
             s.append(rows)
 
 
-__all__ = ["BAND", "DEFAULT_MIN_AREA", "Feature", "GeoPackage", "MappedClass", "RowsTo",
-           "VectorWriter", "Vectoriser", "mapped_classes", "read_features", "ribbon"]
+__all__ = ["BAND", "DEFAULT_MIN_AREA", "ROAD_SHEET", "Feature", "GeoPackage", "MappedClass",
+           "RowsTo", "VectorWriter", "Vectoriser", "mapped_classes", "read_features", "ribbon"]

@@ -22,6 +22,8 @@ from wsfusion_core.api import fuse
 from wsfusion_core.classes import CLASS_COLOURS, CLASS_NAMES, SEGMENTATION_NODATA
 from wsfusion_core.errors import Cancelled, OutputError
 from wsfusion_core.vectors import (
+    BAND,
+    ROAD_SHEET,
     Vectoriser,
     VectorWriter,
     mapped_classes,
@@ -209,6 +211,40 @@ def test_roads_are_cut_exactly_at_sheet_lines_and_buildings_never():
     assert roads[0].intersection(roads[1]).equals(shapely.LineString([(3, 20), (6, 20)]))
     (building,) = [f.geometry for f in got if f.cls.index == BUILDING]
     assert building.equals(shapely.box(10, 15, 20, 25))
+
+
+def grid_town(y0: int, h: int, width: int) -> np.ndarray:
+    """Rows of a town: a road grid with a diagonal road family (one network across the whole
+    raster) and a 6 x 6 px building in every 13 px cell off the roads."""
+    y, x = np.arange(y0, y0 + h)[:, None], np.arange(width)[None, :]
+    m = np.where((y % 13 < 6) & (x % 13 < 6), BUILDING, 0).astype(np.uint8)
+    m[((y % 40) < 3) | ((x % 40) < 3) | (((x + y) % 97) < 3)] = ROAD
+    return m
+
+
+def test_memory_does_not_grow_with_height():
+    """A raster 4x as tall holds no more: the vertices kept in open features (GEOS memory,
+    exact) and the Python/numpy peak (tracemalloc) stay within 1.25x, although the road
+    network spans the whole raster (it is cut at sheet lines). Bands and sheets scaled down
+    8x (BAND 512 → 64, ROAD_SHEET 2048 → 256) to keep the test short; the rule is the same."""
+    import tracemalloc
+
+    band, sheet = BAND // 8, ROAD_SHEET // 8
+    width = 300
+    peaks, opened = [], []
+    for height in (4 * sheet, 16 * sheet):
+        v = Vectoriser(height, width, TRANSFORM, CRS_UTM, CLASSES, lambda f: None, band=band,
+                       sheet=sheet)
+        tracemalloc.start()
+        for y in range(0, height, 300):
+            v.append(grid_town(y, min(300, height - y), width))
+        v.finish()
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        opened.append(v.peak_open)
+    assert opened[0] > 0
+    assert opened[1] <= 1.25 * opened[0], opened
+    assert peaks[1] <= 1.25 * peaks[0], peaks
 
 
 def test_features_do_not_depend_on_how_rows_arrive(tmp_path):
