@@ -57,13 +57,13 @@ from .errors import OutputError
 from .options import DEFAULT_MIN_AREA
 from .publish import fsync_file, temp_path
 
-BAND = 512  # rows polygonised at once: the seams are fixed, whatever the rows' arrival
+BAND = 256  # rows polygonised at once: the seams are fixed, whatever the rows' arrival
 SIMPLIFY_PX = 1.0  # coverage-simplification tolerance, in pixels
 SKIP_CLASSES = ("background",)  # classes that are not mapped as features
 # Road networks join up across a whole raster: a road feature is cut where it crosses a row
 # that is a multiple of ROAD_SHEET (exactly: the pieces share the edge), so no open feature
 # holds more than one sheet of rows and memory stays bounded by the width. Buildings are whole.
-ROAD_SHEET = 2048
+ROAD_SHEET = 1024
 AHEAD = 2  # row hand-overs queued for the vectorising thread (each one strip of rows)
 
 

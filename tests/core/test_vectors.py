@@ -181,13 +181,13 @@ def test_shapes_crossing_band_seams_come_out_whole(seed):
 
 def test_one_shape_across_many_seams_is_one_feature(tmp_path):
     m = np.zeros((1200, 40), np.uint8)
-    m[3:1190, 10:14] = ROAD  # crosses the 512-row bands twice
+    m[3:1020, 10:14] = ROAD  # crosses three 256-row band seams (not the 1024 sheet line)
     m[500:530, 20:30] = BUILDING  # straddles the first seam
     m[1000:1100, 0:2] = BUILDING
     m[1020:1022, 0:9] = BUILDING  # an L whose foot joins across the seam at 1024
     path = write_map(tmp_path, m, chunk_rows=300)
     (road,) = read_features(path, "road")
-    assert road["geometry"].equals(pixel_box(10, 3, 14, 1190))
+    assert road["geometry"].equals(pixel_box(10, 3, 14, 1020))
     assert len(road["geometry"].exterior.coords) == 5  # the seam vertices are gone
     buildings = read_features(path, "building")
     assert len(buildings) == 2
@@ -226,7 +226,7 @@ def test_memory_does_not_grow_with_height():
     """A raster 4x as tall holds no more: the vertices kept in open features (GEOS memory,
     exact) and the Python/numpy peak (tracemalloc) stay within 1.25x, although the road
     network spans the whole raster (it is cut at sheet lines). Bands and sheets scaled down
-    8x (BAND 512 → 64, ROAD_SHEET 2048 → 256) to keep the test short; the rule is the same."""
+    8x (BAND 256 → 32, ROAD_SHEET 1024 → 128) to keep the test short; the rule is the same."""
     import tracemalloc
 
     band, sheet = BAND // 8, ROAD_SHEET // 8
