@@ -9,17 +9,18 @@ features depend on the class map only, never on how its rows arrived: a local ru
 Streaming merge. Each band is polygonised (``rasterio.features.shapes``, 4-connectivity, in
 pixel coordinates, so every vertex is an exact integer). A polygon with pixels in the band's
 last row is kept *open*; in the next band, every run of equal class across the seam (the
-previous band's last row against this band's first row) links the open polygon above it with
-the new polygon below it, and each linked group is unioned (exact: integer coordinates, shared
-edges). A polygon that no longer reaches the open edge is *finished*: its holes smaller than the
-minimum mapping unit are filled, it is dropped if it is smaller than that unit, simplified,
-measured and written. Memory therefore follows the raster width and the open features, not the
-height. A road network that spans the raster stays open until its last band: it is held as one
-polygon (its vertices, ~16 B each), never as pixels.
+previous band's last row against this band's first row) links the open feature above it with
+the new polygon below it. A feature's pieces are kept until no piece reaches the open edge;
+then the feature is *finished*: its pieces are unioned once (exact: integer coordinates,
+shared edges), its holes smaller than the minimum mapping unit are filled, it is dropped if it
+is smaller than that unit, simplified, measured and written. Road networks join up across a
+whole raster, so road features are cut at every ``ROAD_SHEET``-th row (exactly: the two pieces
+share the cut edge); buildings are never cut. Memory therefore follows the raster width (one
+band, the open features of at most one sheet), not the height.
 
 Simplification: GEOS coverage simplification (Visvalingam-Whyatt, ``SIMPLIFY_PX`` ≈ 1 px) of
 all features finished in the same band together, so an edge two of them share stays one edge
-(no gaps, no overlaps). A feature finished in another band (a road network still open beside a
+(no gaps, no overlaps). A feature finished in another band (a road still open beside a
 building) is simplified on its own; its side of the shared edge may then differ by up to the
 tolerance. Everything is valid polygons; squares stay squares.
 
