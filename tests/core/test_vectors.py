@@ -425,3 +425,18 @@ def test_cli_vectors_end_to_end(tmp_path, scene):
     assert r.exit_code != 0
     assert "v.shp" in r.output and "GeoPackage" in r.output
     assert not (tmp_path / "g.tif").exists()
+
+
+def test_a_killed_runs_temp_geopackage_is_removed_by_the_next_run(tmp_path):
+    """A run killed outright (SIGKILL) leaves its temp GeoPackage; the next run writing to
+    that folder removes it, as it removes temp GeoTIFFs."""
+    from wsfusion_core.publish import HOST, is_temp_name, remove_stale
+
+    dead = 4_000_000  # above Linux's pid_max: no such process
+    debris = tmp_path / f".wsfusion-{dead}-{HOST}-0.tmp.gpkg"
+    debris.write_bytes(b"SQLite format 3\x00")
+    mine = tmp_path / ".wsfusion-notes.gpkg"  # a user's file that merely looks alike: kept
+    mine.write_text("keep")
+    assert is_temp_name(debris.name) and not is_temp_name(mine.name)
+    assert remove_stale(tmp_path) == [debris]
+    assert not debris.exists() and mine.exists()
