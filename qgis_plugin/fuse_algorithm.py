@@ -28,13 +28,15 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
     QgsProcessingUtils,
     QgsProviderRegistry,
     QgsRasterLayer,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor, QIcon
 
-from wsfusion_core.options import DEFAULT_OVERLAP, DEVICES, METHODS, SELECTIONS
+from wsfusion_core.options import DEFAULT_MIN_AREA, DEFAULT_OVERLAP, DEVICES, METHODS, SELECTIONS
 from wsfusion_core.options import parse_bands as _parse_bands
 
 from . import dependencies
@@ -76,7 +78,11 @@ must first be saved to a GeoTIFF.</p>
 <i>Segmentation</i> (optional): one byte band of classes (background, road, building for the \
 shipped model), styled with the model's class names and colours, background transparent; it \
 needs a model. <i>Per-input quality weights</i> (optional): one float band \
-per input with that input's weight at each pixel (0 = not used, 1 = used alone).</p>
+per input with that input's weight at each pixel (0 = not used, 1 = used alone). \
+<i>Vectors (GeoPackage)</i> (optional): the class map as polygons, one layer per class \
+(buildings, roads) with their area in m² (roads also an estimated length and width), \
+features smaller than <i>Minimum mapping unit</i> dropped; added to the map in the class \
+colours. It needs a model, like the segmentation.</p>
 <p><b>Selection.</b> <i>Blend</i> (the default) writes the weighted average. <i>Best</i> copies \
 every pixel unchanged, all bands, from the one valid input with the highest weight there (ties: \
 the first input), which keeps spectral indices exact and answers "which date is this pixel \
@@ -110,6 +116,41 @@ class SegmentationStyler(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
         if isinstance(layer, QgsRasterLayer):
             apply_segmentation_style(layer)
+
+
+class VectorStyler(QgsProcessingLayerPostProcessorInterface):
+    """Gives a vectors layer (one class) a fill in the class colour from the model."""
+
+    _alive: list[VectorStyler] = []
+
+    def __init__(self, colour: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.colour = colour
+
+    @classmethod
+    def create(cls, colour: tuple[int, int, int]) -> VectorStyler:
+        styler = cls(colour)
+        cls._alive.append(styler)
+        return styler
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
+        if isinstance(layer, QgsVectorLayer):
+            apply_class_style(layer, self.colour)
+
+
+def apply_class_style(layer: QgsVectorLayer, colour: tuple[int, int, int]) -> None:
+    """A fill in the class colour (70 % opaque, the imagery shows through) with a solid
+    outline of the same colour, darker: the class map's colours, as polygons."""
+    from qgis.core import QgsFillSymbol, QgsSingleSymbolRenderer
+
+    fill = QColor(*colour)
+    fill.setAlpha(180)
+    line = QColor(*colour).darker(150)
+    symbol = QgsFillSymbol.createSimple({"color": ",".join(map(str, fill.getRgb())),
+                                         "outline_color": ",".join(map(str, line.getRgb())),
+                                         "outline_width": "0.3"})
+    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+    layer.triggerRepaint()
 
 
 def segmentation_classes(path: str) -> list[tuple[int, str, tuple[int, int, int]]]:
@@ -315,6 +356,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     OUTPUT = "OUTPUT"
     SEGMENTATION = "SEGMENTATION"
     QUALITY = "QUALITY"
+    VECTORS = "VECTORS"
+    MIN_AREA = "MIN_AREA"
     METHOD = "METHOD"
     WEIGHTS = "WEIGHTS"
     DEVICE = "DEVICE"
@@ -401,6 +444,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterBoolean(self.COG, "Write Cloud Optimized GeoTIFFs", False),
             # the core refuses an output grid far beyond the data or the free disk space
             QgsProcessingParameterBoolean(self.ALLOW_LARGE, "Allow a very large output", False),
+            QgsProcessingParameterNumber(self.MIN_AREA, "Minimum mapping unit of the vectors "
+                                         "(m²)", QgsProcessingParameterNumber.Double,
+                                         DEFAULT_MIN_AREA, False, 0.0),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -416,6 +462,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.SELECTION_INDEX, "Input index (selection Best)", optional=True,
             createByDefault=False))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.VECTORS, "Vectors (GeoPackage)", QgsProcessing.TypeVectorPolygon,
+            optional=True, createByDefault=False))
 
     def checkParameterValues(self, parameters: dict, context) -> tuple[bool, str]:  # noqa: N802
         """Missing packages, then the offending layer (instead of Processing's 'Incorrect
@@ -442,7 +491,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         """The packages this run needs and lacks: composites without segmentation need no torch."""
         dependencies.activate_private_dir()  # installed from a shell since QGIS started?
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
-        wants_seg = _given(parameters.get(self.SEGMENTATION))
+        wants_seg = _given(parameters.get(self.SEGMENTATION)) or \
+            _given(parameters.get(self.VECTORS))
         modules = dependencies.required_modules("learned" if wants_seg else method)
         return dependencies.missing(import_modules=import_modules, modules=modules)
 
@@ -464,6 +514,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         segmentation = self.parameterAsOutputLayer(parameters, self.SEGMENTATION, context) or None
         quality = self.parameterAsOutputLayer(parameters, self.QUALITY, context) or None
         index = self.parameterAsOutputLayer(parameters, self.SELECTION_INDEX, context) or None
+        vectors = self.parameterAsOutputLayer(parameters, self.VECTORS, context) or None
+        if vectors and not vectors.lower().endswith(".gpkg"):
+            raise QgsProcessingException(f"Vectors: {vectors} must be a GeoPackage (.gpkg)")
         for label, path in (("Fused image", output), ("Segmentation", segmentation),
                             ("Quality weights", quality), ("Input index", index)):
             if path and not path.lower().endswith(GEOTIFF_SUFFIXES):
@@ -473,7 +526,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         selection = SELECTIONS[self.parameterAsEnum(parameters, self.SELECTION, context)]
         options = dict(
             segmentation=segmentation, quality=quality, method=method, selection=selection,
-            selection_index=index,
+            selection_index=index, vectors=vectors,
+            min_area=self.parameterAsDouble(parameters, self.MIN_AREA, context),
             weights=self.parameterAsFile(parameters, self.WEIGHTS, context) or None,
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             batch_size=batch if batch > 0 else None,
@@ -509,7 +563,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             )
         except Cancelled:
             feedback.pushInfo("Cancelled: no output was written")
-            self._forget_outputs(context, (output, segmentation, quality, index), ())
+            self._forget_outputs(context, (output, segmentation, quality, index, vectors), ())
             return {}
         except WsfusionError as exc:
             raise QgsProcessingException(str(exc)) from None
@@ -518,13 +572,18 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             f"Done: {result.width}×{result.height} px, {result.count} band(s), CRS {result.crs}, "
             f"{result.tiles} tile(s) in {result.seconds:.1f} s on {result.device}; "
             f"model: {result.model or 'none (' + result.method + ' composite)'}")
-        needs_net = method == "learned" or segmentation is not None
+        needs_net = method == "learned" or segmentation is not None or vectors is not None
         feedback.pushInfo(f"Device: {result.device} ("
                           f"{device_reason(options['device'], result.device, needs_net)})")
         written = [str(p) for p in (result.output, result.segmentation, result.quality,
                                     result.selection_index) if p]
-        # batch mode registers skipped optional outputs under an empty name: drop them
-        self._forget_outputs(context, (output, segmentation, quality, index), written)
+        # batch mode registers skipped optional outputs under an empty name: drop them; the
+        # GeoPackage is loaded as its class layers instead of as one file (below)
+        load_vectors = vectors is not None and context.willLoadLayerOnCompletion(vectors)
+        vec_details = context.layerToLoadOnCompletionDetails(vectors) if load_vectors else None
+        self._forget_outputs(context, (output, segmentation, quality, index, vectors), written)
+        if result.vectors is not None and vec_details is not None:
+            self._load_vector_layers(context, str(result.vectors), result, vec_details.project)
         if result.segmentation is not None and context.willLoadLayerOnCompletion(segmentation):
             context.layerToLoadOnCompletionDetails(segmentation).setPostProcessor(
                 SegmentationStyler.create())
@@ -537,7 +596,20 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             self.QUALITY: str(result.quality) if result.quality else None,
             self.SELECTION_INDEX: str(result.selection_index) if result.selection_index
             else None,
+            self.VECTORS: str(result.vectors) if result.vectors else None,
         }
+
+    def _load_vector_layers(self, context, path: str, result, project) -> None:
+        """One map layer per class layer of the GeoPackage, styled in the class colour."""
+        from qgis.core import QgsProcessingContext
+
+        from wsfusion_core.vectors import mapped_classes
+
+        for cls in mapped_classes(result.class_names, result.class_colours):
+            uri = f"{path}|layername={cls.name}"
+            details = QgsProcessingContext.LayerDetails(cls.name, project, self.VECTORS)
+            details.setPostProcessor(VectorStyler.create(cls.colour))
+            context.addLayerToLoadOnCompletion(uri, details)
 
     @staticmethod
     def _forget_outputs(context, paths, written) -> None:

@@ -23,11 +23,12 @@ from . import gdal_errors
 from .blend import FinishedRows, blend_device, buffer_for
 from .engines import make_engine
 from .engines import plan as plan_engine
-from .errors import InputError, WsfusionError, only_wsfusion_errors, quiet_warnings
+from .errors import InputError, OutputError, WsfusionError, only_wsfusion_errors, quiet_warnings
 from .evidence import choose, radiometry_for
 from .grid import AlignedReader, align
 from .loop import poll, run_plan
 from .options import (
+    DEFAULT_MIN_AREA,
     DEFAULT_OVERLAP,
     METHODS,
     SELECTIONS,
@@ -86,6 +87,7 @@ class FusionResult:
     chunks: Any = None  # distributed.RunStats of a chunked or cluster run
     selection: str = "blend"
     selection_index: Path | None = None  # best-pixel selection's input index, when asked
+    vectors: Path | None = None  # the GeoPackage of class features
 
 
 @only_wsfusion_errors
@@ -94,6 +96,8 @@ class FusionResult:
 def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          segmentation: PathLike | None = None,
          quality: PathLike | None = None,
+         vectors: PathLike | None = None,
+         min_area: float = DEFAULT_MIN_AREA,
          method: str = "learned",
          weights: PathLike | None = None,
          device: str = "auto",
@@ -124,7 +128,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     ``learned`` weights every input per pixel by the quality net (invalid pixels weigh 0) and
     applies those weights to the original values of all bands; ``mean``/``median`` are per-pixel
     composites over the valid inputs. Optional outputs: the segmentation class map and the
-    per-input quality weights. Nothing is written unless the whole run succeeds; ``verify``
+    per-input quality weights, and ``vectors``: a GeoPackage with one polygon layer per mapped
+    class of the class map (vectors.py; features under ``min_area`` m² dropped). Nothing is
+    written unless the whole run succeeds; ``verify``
     decodes every output block before publishing; ``scale`` (see ``view.parse_scale``) sets
     the one radiometric scale on which the networks see all inputs. Only WsfusionError
     subclasses escape.
@@ -174,6 +180,11 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     chunked = chunk is not None or cluster is not None
     if chunk is not None and chunk < MIN_CHUNK:
         raise WsfusionError(f"chunk must be >= {MIN_CHUNK} px (got {chunk})")
+    if min_area < 0 or min_area != min_area:
+        raise WsfusionError(f"minimum area must be >= 0 m² (got {min_area})")
+    if vectors is not None and Path(vectors).suffix.lower() != ".gpkg":
+        raise OutputError("vectors are written as a GeoPackage; give the file the .gpkg "
+                          "extension", path=vectors)
     if quality is not None and method == "median":
         raise WsfusionError("a quality output needs per-input weights",
                             hint="use method learned, mean or min-blue")
@@ -197,14 +208,16 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     seg_path = output_path(segmentation) if segmentation is not None else None
     q_path = output_path(quality) if quality is not None else None
     i_path = output_path(selection_index) if selection_index is not None else None
-    targets = [p for p in (out_path, seg_path, q_path, i_path) if p is not None]
+    vec_path = output_path(vectors) if vectors is not None else None
+    classes_wanted = seg_path is not None or vec_path is not None
+    targets = [p for p in (out_path, seg_path, q_path, i_path, vec_path) if p is not None]
     sources = [i.path for i in al.inputs] + [al.reference.path]
     check_outputs(targets, sources, overwrite)
     if not allow_large:  # before any model is loaded or pixel read
         _check_size(al, {"fused": out_path, "segmentation": seg_path, "quality": q_path,
                          "index": i_path}, method, cog, chunked)
 
-    needs_net = method == "learned" or seg_path is not None
+    needs_net = method == "learned" or classes_wanted
     net = choose(al.inputs, evidence_bands if method == "learned" else "none",
                  tuple(int(b) for b in bands) if bands else None,
                  weights, scale_spec.kind, needs_net)
@@ -276,9 +289,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
             tags["WSFUSION_SCALE"] = view.rule
             say(f"network scale: {view.rule}")
 
-        def open_outputs(outs: OutputSet) -> tuple[AtomicGeoTIFF, AtomicGeoTIFF | None,
-                                                     AtomicGeoTIFF | None,
+        def open_outputs(outs: OutputSet) -> tuple[AtomicGeoTIFF, Any, AtomicGeoTIFF | None,
                                                      AtomicGeoTIFF | None]:
+            """The run's writers; the class map's rows go to its GeoTIFF and the vectors."""
             fused_w = outs.add(open_fused(out_path, grid, al.count, dtype, fmt.nodata, cog,
                                           descriptions=source.descriptions, tags=tags,
                                           rgb=source.rgb, mask=fmt.mask))
@@ -289,9 +302,20 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
                    if q_path is not None else None)
             i_w = (outs.add(open_index(i_path, grid, [i.path for i in al.inputs], cog, tags))
                    if i_path is not None else None)
+            vec_w = None
+            if vec_path is not None and runner is not None:
+                from .vectors import VectorWriter
+
+                vec_w = outs.add(VectorWriter(vec_path, grid.height, grid.width, grid.transform,
+                                              grid.crs, runner.info.class_names,
+                                              runner.info.class_colours, min_area))
+            if vec_w is not None:
+                from .vectors import RowsTo
+
+                return fused_w, RowsTo(seg_w, vec_w), q_w, i_w
             return fused_w, seg_w, q_w, i_w
 
-        num_classes = runner.info.num_classes if seg_path and runner else 0
+        num_classes = runner.info.num_classes if classes_wanted and runner else 0
         total = plan.tile_count  # network tiles, or the pieces of the composite strips
         if chunked:
             from .chunked import ChunkedRun, fuse_chunked
@@ -333,10 +357,10 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         model=runner.describe() if runner else None, width=grid.width, height=grid.height,
         crs=grid.crs.to_string() if grid.crs else None, count=al.count,
         tiles=total, seconds=seconds,
-        class_names=tuple(runner.info.class_names) if seg_path and runner else (),
+        class_names=tuple(runner.info.class_names) if classes_wanted and runner else (),
         class_colours=tuple(tuple(c) for c in runner.info.class_colours)
-        if seg_path and runner else (),
-        chunks=stats, selection=selection, selection_index=i_path)
+        if classes_wanted and runner else (),
+        chunks=stats, selection=selection, selection_index=i_path, vectors=vec_path)
 
 
 def _check_size(al: Any, targets: dict[str, Path | None], method: str, cog: bool,
@@ -390,7 +414,7 @@ def _checked_runner(weights: PathLike | None, device: str, on_cluster: bool,
     return runner
 
 
-def _write(rows: FinishedRows, fused_w: AtomicGeoTIFF, seg_w: AtomicGeoTIFF | None,
+def _write(rows: FinishedRows, fused_w: AtomicGeoTIFF, seg_w: Any,
            q_w: AtomicGeoTIFF | None, i_w: AtomicGeoTIFF | None) -> None:
     fused_w.append(rows.fused, rows.valid)
     if seg_w is not None and rows.classes is not None:

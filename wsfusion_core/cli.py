@@ -30,7 +30,7 @@ from .cli_options import (
     scale_option,
 )
 from .errors import Cancelled, WeightsError, WsfusionError, shown
-from .options import METHODS, SELECTIONS, STAC_GROUPS
+from .options import DEFAULT_MIN_AREA, METHODS, SELECTIONS, STAC_GROUPS
 
 if TYPE_CHECKING:
     from .api import FusionResult
@@ -141,6 +141,8 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
         rows.append(("quality", str(result.quality)))
     if result.selection_index is not None:
         rows.append(("input index", str(result.selection_index)))
+    if result.vectors is not None:
+        rows.append(("vectors", str(result.vectors)))
     rows += list(extra)
     rows.append(("method", result.method + (f" (model {result.model})" if result.model else "")
                  + (", best pixel" if result.selection == "best" else "")))
@@ -170,6 +172,13 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               help="Also write the road/building class map (uint8, 255 = nodata).")
 @click.option("--quality", type=click.Path(path_type=str),
               help="Also write the per-input weights (float32, one band per input).")
+@click.option("--vectors", type=click.Path(path_type=str), metavar="OUT.gpkg",
+              help="Also write the class map as vectors: a GeoPackage with one polygon layer "
+              "per class (building, road) with area_m2 (roads: length_m, width_m).")
+@click.option("--min-area", type=click.FloatRange(min=0), default=DEFAULT_MIN_AREA,
+              show_default=True, metavar="M2",
+              help="Minimum mapping unit of --vectors in m²: smaller features and holes are "
+              "dropped.")
 @click.option("--weights", type=click.Path(path_type=str),
               help="Model weights (.safetensors); default: the shipped model.")
 @click.option("--method", type=click.Choice(list(METHODS)), default="learned",
@@ -221,7 +230,8 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 @debug_option
 def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
          asset: str, group: str, segmentation: str | None,
-         quality: str | None, weights: str | None, method: str, selection: str,
+         quality: str | None, vectors: str | None, min_area: float, weights: str | None,
+         method: str, selection: str,
          selection_index: str | None, device: str, batch_size: int | None, compile_: bool,
          bf16: bool, overlap: int, bands: tuple[int, ...] | None, scale: str,
          evidence_bands: str | tuple[int, ...], reference: str | None, cog: bool,
@@ -250,7 +260,8 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
     if len(clusters) > 1:
         raise click.UsageError("--workers, --cluster and --scheduler-file exclude each other")
     kwargs: dict[str, Any] = dict(
-        segmentation=segmentation, quality=quality, method=method, weights=weights,
+        segmentation=segmentation, quality=quality, vectors=vectors, min_area=min_area,
+        method=method, weights=weights,
         selection=selection, selection_index=selection_index, device=device,
         batch_size=batch_size, overlap=overlap, bands=bands, scale=scale,
         reference=reference, cog=cog, overwrite=overwrite, verify=verify,

@@ -26,6 +26,8 @@ SELECTIONS: Tuple[Selection, ...] = ("blend", "best")
 STAC_GROUPS = ("solar_day", "day", "item")  # how STAC items are grouped into dates
 DEFAULT_BANDS: Tuple[int, ...] = (1, 2, 3)
 DEFAULT_OVERLAP = 64
+# The vectors' minimum mapping unit in m² (a garden shed): smaller features and holes are dropped.
+DEFAULT_MIN_AREA = 5.0
 
 
 def parse_bands(text: str | None) -> Tuple[int, ...] | None:

@@ -35,7 +35,7 @@ _COUNTER = itertools.count()
 # What temp_path makes, and nothing else: kind, suffix and GDAL's side file are spelled out, so
 # that a user's file that only begins like one (``.wsfusion-1-abcdef-0.notes``) is never removed.
 TEMP_KINDS = ("tmp", "cog", "old")
-TEMP_SUFFIXES = (".tif", ".png", ".safetensors")
+TEMP_SUFFIXES = (".tif", ".png", ".safetensors", ".gpkg")  # .gpkg: vectors.VectorWriter
 _TEMP = re.compile(rf"^\.{PROGRAM}-(\d+)-([0-9a-f]{{6}})-\d+\.({'|'.join(TEMP_KINDS)})"
                    rf"({'|'.join(re.escape(s) for s in TEMP_SUFFIXES)})(\.aux\.xml)?$")
 _RENAME_NOREPLACE = 1

@@ -16,7 +16,7 @@ import stat
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar, Union
 
 import numpy as np
 import rasterio
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 BLOCK = 256  # GeoTIFF block side; also the composites' strip height (whole blocks per strip)
 Nodata = Union[float, int, None]
+W = TypeVar("W")  # an output writer (AtomicGeoTIFF or vectors.VectorWriter)
 
 
 def natural_nodata(dtype: str) -> float | int:
@@ -267,6 +268,10 @@ class AtomicGeoTIFF:
         n = p["width"] * p["height"] * p["count"] * np.dtype(p["dtype"]).itemsize
         return int(n * (2.4 if self.cog else 1.0))
 
+    def temp_files(self) -> list[Path]:
+        """This output's temporary files that exist now (for the space estimate)."""
+        return [p for p in (self.tmp, self.cog_tmp) if p.exists()]
+
     def _guard(self, step: Any, what: str = "writing failed") -> None:
         """Run one GDAL step; raise one line if it raised or GDAL reported a storage failure."""
         try:
@@ -283,7 +288,7 @@ class AtomicGeoTIFF:
     def _failure(self, exc: BaseException | None, what: str) -> OutputError:
         texts = [m.text for m in self._rec.failures_since(self._mark)] if self._rec else []
         same_disk = [w for w in self.siblings if w.target.parent == self.target.parent]
-        temps = [p for w in same_disk for p in (w.tmp, w.cog_tmp) if p.exists()]
+        temps = [p for w in same_disk for p in w.temp_files()]
         return write_failure(self.target, texts, sum(w.raw_bytes for w in same_disk), exc, what,
                              sum(p.stat().st_size for p in temps))
 
@@ -373,15 +378,17 @@ class OutputSet:
     messages are recorded (not printed) so that the writers can check them."""
 
     def __init__(self, overwrite: bool = False, verify: bool = False) -> None:
-        self.items: list[AtomicGeoTIFF] = []
+        # AtomicGeoTIFFs, and a vectors.VectorWriter (the same staged/finish/abort interface)
+        self.items: list[Any] = []
         self.overwrite = overwrite
         self.verify = verify
         self._capture: Any = None
 
-    def add(self, writer: AtomicGeoTIFF) -> AtomicGeoTIFF:
+    def add(self, writer: W) -> W:
         self.items.append(writer)
-        writer.siblings = self.items
-        writer.verify_full = self.verify
+        w: Any = writer
+        w.siblings = self.items
+        w.verify_full = self.verify
         return writer
 
     def commit(self, before_publish: Callable[[], None] | None = None) -> None:
