@@ -9,6 +9,11 @@ what ``fuse`` will do. The rule:
   was trained for it (its evidence contract names the layout), that model runs with its
   evidence bands found by name in the layout; otherwise the RGB model, and the reason is said.
 - ``evidence="none"``: an RGB model (the shipped default unless weights are given).
+- Among RGB models, ``auto`` and ``none`` take the shipped model trained on real satellite
+  clouds for inputs of the data types its card names (uint16, int16, float: radiometric
+  satellite products), and the default (aerial) model for 8-bit imagery: the satellite model
+  wins on real Sentinel-2 and Landsat clouds but treats an undeclared black fill as the
+  darkest, best input, which 8-bit aerial mosaics often hold.
 - ``evidence=(b1, b2, ...)``: these 1-based band numbers are the model's evidence bands, in
   the model's order; the model is the given weights, or the shipped model of the recognised
   layout.
@@ -108,6 +113,16 @@ def shipped_for(layout: Layout) -> tuple[Path, ModelInfo] | None:
     return None
 
 
+def shipped_rgb_for(dtypes: Sequence[str]) -> tuple[Path, ModelInfo] | None:
+    """The shipped RGB model (no evidence) trained for inputs of these data types, if any: the
+    satellite model for uint16 / int16 / float reflectance, where 8-bit display imagery
+    (aerial orthophotos, true-colour products) keeps the default model."""
+    for path, info in shipped_models():
+        if not info.evidence_bands and info.dtypes and set(dtypes) <= set(info.dtypes):
+            return path, info
+    return None
+
+
 def common_layout(infos: Sequence[RasterInfo]) -> tuple[Layout | None, str]:
     """The layout every input shares, or None and why not (one line)."""
     recs = [recognise(i.count, i.dtype, i.descriptions) for i in infos]
@@ -173,9 +188,11 @@ def choose(infos: Sequence[RasterInfo], request: EvidenceRequest = "auto",
         return NetworkInput(image, (), (), layout, None, None, False,
                             f"layout: {how}" if layout else f"layout not recognised ({how})")
     shipped = shipped_for(layout) if layout is not None and req != "none" else None
+    by_type = shipped_rgb_for([i.dtype for i in infos]) if not isinstance(req, tuple) else None
     try:
         path = Path(weights) if weights is not None else (
-            shipped[0] if shipped is not None else resolve_weights(None))
+            shipped[0] if shipped is not None else
+            by_type[0] if by_type is not None else resolve_weights(None))
     except WeightsError:
         path = None
     if path is None:
@@ -193,6 +210,9 @@ def choose(infos: Sequence[RasterInfo], request: EvidenceRequest = "auto",
         if req == "auto" and weights is None:
             why += (" (no shipped model reads evidence for this layout)" if layout else
                     " (no evidence: the layout is not recognised)")
+        if weights is None and by_type is not None and path == by_type[0]:
+            why += (f" for {'/'.join(sorted({i.dtype for i in infos}))} inputs (trained on "
+                    "real satellite clouds; 8-bit imagery gets the aerial default)")
         return NetworkInput(image, (), (), layout, path, None, False,
                             f"{lay_text}; evidence: none; {why} {info.name}")
     # An evidence model.
@@ -274,4 +294,5 @@ def layouts_help() -> str:
 
 
 __all__ = ["NetworkInput", "choose", "common_layout", "layouts_help", "parse_evidence",
-           "radiometry_for", "reflectance_rule", "shipped_for", "shipped_models"]
+           "radiometry_for", "reflectance_rule", "shipped_for", "shipped_models",
+           "shipped_rgb_for"]

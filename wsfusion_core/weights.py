@@ -75,6 +75,11 @@ class ModelInfo:
         return list(self.evidence.get("bands", []))
 
     @property
+    def dtypes(self) -> list[str]:
+        """Input data types an RGB model is chosen for under ``auto`` (evidence.py); [] = none."""
+        return list(self.evidence.get("dtypes", []))
+
+    @property
     def layouts(self) -> list[str]:
         """The sensor layouts (sensors.LAYOUTS keys) the model was trained for; [] = any RGB."""
         return list(self.evidence.get("layouts", []))

@@ -96,6 +96,8 @@ EVIDENCE_SCHEMA: dict[str, Check] = {
     "bands": list_of(text(40), 0, 16),  # STAC EO common names (sensors.COMMON_NAMES)
     "layouts": list_of(text(40), 0, 16),  # sensors.LAYOUTS keys
     "image_scale": one_of("auto", "reflectance"),
+    # an RGB model chosen under ``auto`` for inputs of these data types (evidence.py)
+    "dtypes": list_of(text(20), 0, 16),
     "reflectance_rule": text(200),
 }
 

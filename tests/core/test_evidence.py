@@ -243,3 +243,30 @@ def test_workers_equal_the_local_run_with_evidence(tmp_path, evidence_weights, m
     with rasterio.open(tmp_path / "local.tif") as x, rasterio.open(tmp_path / "dask.tif") as y:
         assert np.array_equal(x.read(), y.read())
 
+
+
+# ------------------------------------------------------------------------- the shipped models
+
+def test_auto_picks_the_shipped_model_of_each_kind_of_input(tmp_path):
+    """Recognised Sentinel-2 stacks get their evidence model, radiometric (uint16) RGB the
+    satellite RGB model, 8-bit imagery the aerial default; the reason is in ``why``."""
+    s2 = write_s2(tmp_path / "s2.tif")
+    l2a = write_raster(tmp_path / "l2a.tif", s2_stack()[0][[i for i in range(13) if i != 10]])
+    rgb16 = write_raster(tmp_path / "rgb16.tif", smooth_image(60, 60, 3, "uint16"))
+    rgb8 = write_raster(tmp_path / "rgb8.tif", smooth_image(60, 60, 3, "uint8"))
+    net = choose([describe(s2)])
+    assert net.weights is not None and net.weights.name == "s2-l1c.safetensors"
+    assert net.evidence == (1, 11, 12)
+    net = choose([describe(l2a)])
+    assert net.weights is not None and net.weights.name == "s2-l2a.safetensors"
+    assert net.evidence == (11, 12) and net.bands == (4, 3, 2)
+    for path, name in ((rgb16, "satellite-rgb.safetensors"), (rgb8, "default.safetensors")):
+        net = choose([describe(path)])
+        assert net.weights is not None and net.weights.name == name and net.evidence == ()
+    net = choose([describe(s2)], "none")  # RGB only, but still a uint16 satellite stack
+    assert net.weights is not None and net.weights.name == "satellite-rgb.safetensors"
+    assert "real satellite clouds" in net.why
+    for path in (s2, l2a):  # the shipped cards carry what they read and how they scored
+        info = read_info(choose([describe(path)]).weights)
+        assert info.metrics["real_pairs_cv"]["pairs"] >= 10
+        assert len(info.normalisation["mean"]) == 3 + len(info.evidence_bands)
