@@ -270,3 +270,23 @@ def test_auto_picks_the_shipped_model_of_each_kind_of_input(tmp_path):
         info = read_info(choose([describe(path)]).weights)
         assert info.metrics["real_pairs_cv"]["pairs"] >= 10
         assert len(info.normalisation["mean"]) == 3 + len(info.evidence_bands)
+
+
+def test_best_selection_with_evidence_picks_the_highest_weight_input(tmp_path):
+    """The shipped Sentinel-2 L1C model with its evidence bands: every output pixel is one
+    input's pixel, unchanged, and the index names the input with the highest weight."""
+    cloud = np.zeros((160, 170), bool)
+    cloud[30:120, 40:140] = True
+    a = write_s2(tmp_path / "a.tif", cloud=cloud, seed=5)
+    b = write_s2(tmp_path / "b.tif", seed=6)
+    out, idx, q = tmp_path / "best.tif", tmp_path / "index.tif", tmp_path / "q.tif"
+    res = fuse([a, b], out, quality=q, selection="best", selection_index=idx, device="cpu")
+    assert res.model and "s2-l1c" in res.model
+    with rasterio.open(a) as x, rasterio.open(b) as y, rasterio.open(out) as f, \
+            rasterio.open(idx) as i, rasterio.open(q) as w:
+        da, db, df, index, weights = x.read(), y.read(), f.read(), i.read(1), w.read()
+        assert "cirrus=band 11" in f.tags()["WSFUSION_EVIDENCE"]
+    assert set(np.unique(index)) <= {1, 2}
+    np.testing.assert_array_equal(df, np.where(index[None] == 1, da, db))
+    np.testing.assert_array_equal(index, np.argmax(weights, axis=0) + 1)
+    assert (index[cloud] == 2).mean() > 0.95  # the clear input under the cloud
