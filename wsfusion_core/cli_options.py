@@ -93,38 +93,102 @@ device_option = click.option("--device", type=click.Choice(list(DEVICES)),
 
 
 class _Progress:
-    """A tqdm bar on stderr fed by the engine's fraction callback; log lines go above it."""
+    """Progress on stderr fed by the engine's fraction callback, never cut by a log line.
 
-    def __init__(self, quiet: bool, desc: str) -> None:
+    On a terminal: a tqdm bar, and log lines (``log``, the ``logging`` module, Python warnings)
+    are written above it through ``tqdm.write``. Anywhere else (``make demo | tee``, CI logs,
+    a scheduler's log file) a redrawn bar would leave carriage returns and half bars in the
+    text, so the bar is printed as whole lines instead: at the start, at every further 10 %
+    (at most one line per ``LINE_SECONDS``) and at the end, between the log lines."""
+
+    LINE_SECONDS = 5.0
+    FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
+
+    def __init__(self, quiet: bool, desc: str, stream: Any = None) -> None:
         self.quiet = quiet
         self.desc = desc
+        self.stream = stream if stream is not None else sys.stderr
         self.bar: Any = None
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._redirect: Any = None
+        self._old_showwarning: Any = None
+        self._started = 0.0
+        self._printed: tuple[int, float] | None = None  # (per mille, time) of the last line
+        self._n = 0
 
     def log(self, msg: str) -> None:
         if self.quiet:
             return
         if self.bar is not None:
-            self.bar.write(msg, file=sys.stderr)
+            self.bar.write(msg, file=self.stream)
         else:
-            click.echo(msg, err=True)
+            click.echo(msg, file=self.stream)
 
     def update(self, fraction: float) -> None:
         if self.quiet:
             return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=1000, desc=self.desc, file=sys.stderr, unit="‰", leave=True,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
-                            dynamic_ncols=True, mininterval=0.2)
         n = int(round(max(0.0, min(1.0, fraction)) * 1000))
+        if self.tty:
+            self._update_bar(n)
+        else:
+            self._update_lines(n)
+
+    def _update_bar(self, n: int) -> None:
+        if self.bar is None:
+            import logging
+            import warnings
+
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self.bar = tqdm(total=1000, desc=self.desc, file=self.stream, unit="‰", leave=True,
+                            bar_format=self.FORMAT, dynamic_ncols=True, mininterval=0.2)
+            self._redirect = logging_redirect_tqdm([logging.root])
+            self._redirect.__enter__()
+            self._old_showwarning = warnings.showwarning
+            bar, stream = self.bar, self.stream
+
+            def show(message: Any, category: Any, filename: str, lineno: int,
+                     file: Any = None, line: str | None = None) -> None:
+                text = warnings.formatwarning(message, category, filename, lineno, line)
+                bar.write(text.rstrip("\n"), file=stream)
+
+            warnings.showwarning = show
         if n > self.bar.n:
             self.bar.update(n - self.bar.n)
 
+    def _update_lines(self, n: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if self._printed is None:
+            self._started = now
+        self._n = max(self._n, n)
+        last = self._printed
+        if last is None or (self._n // 100 > last[0] // 100
+                            and now - last[1] >= self.LINE_SECONDS):
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        from tqdm import tqdm
+
+        text = tqdm.format_meter(self._n, 1000, now - self._started, ncols=60, ascii=True,
+                                 prefix=self.desc, bar_format=self.FORMAT)
+        click.echo(text, file=self.stream)
+        self._printed = (self._n, now)
+
     def close(self) -> None:
         if self.bar is not None:
+            import warnings
+
             self.bar.close()
             self.bar = None
+            self._redirect.__exit__(None, None, None)
+            warnings.showwarning = self._old_showwarning
+        elif self._printed is not None and self._printed[0] != self._n:
+            import time
+
+            self._line(time.monotonic())  # the final state, once
 
 
 class _Stop:
