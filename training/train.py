@@ -440,21 +440,35 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wsfusion-train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="JSON file with TrainConfig keys; flags override it")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    """Every TrainConfig field is a flag; its help (training/train_flags.py) ends with the
+    field's default, so the text and the recipe cannot disagree."""
+    from .train_flags import FLAG_HELP
+
+    p = argparse.ArgumentParser(prog="wsfusion-train", description=__doc__.split("\n\n")[0],
+                                epilog="Walk-through (fine-tune on your own imagery): "
+                                "docs/training.md")
+    p.add_argument("--config", help="JSON file with TrainConfig keys (flag names with "
+                   "underscores); flags given as well override it")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from OUT/last.pt (same flags)")
     d = TrainConfig()
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(d, f.name)
+        shown = ("off" if default is False else "on" if default is True
+                 else " ".join(map(str, default)) if isinstance(default, list)
+                 else "none" if default in (None, "") else str(default))
+        if f.name == "data":
+            shown = "../shared/data beside the repository"
+        text = f"{FLAG_HELP.get(f.name, '')} (default: {shown})".replace("%", "%%")
         if isinstance(default, bool):
-            p.add_argument(flag, action="store_true", default=None)
+            p.add_argument(flag, action="store_true", default=None, help=text)
         elif isinstance(default, list) or f.name == "k_probs":
             kind = int if f.name in ("k", "train_tiles", "val_tiles") else \
                 (str if ("clouds" in f.name or f.name == "user_data") else float)
-            p.add_argument(flag, nargs="+", type=kind, default=None)
+            p.add_argument(flag, nargs="+", type=kind, default=None, help=text)
         else:
-            p.add_argument(flag, type=type(default), default=None)
+            p.add_argument(flag, type=type(default), default=None, help=text)
     return p
 
 
