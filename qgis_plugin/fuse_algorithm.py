@@ -371,6 +371,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     ALLOW_LARGE = "ALLOW_LARGE"
     SELECTION = "SELECTION"
     SELECTION_INDEX = "SELECTION_INDEX"
+    FORCE_SEGMENTATION = "FORCE_SEGMENTATION"
 
     def createInstance(self) -> FuseAlgorithm:  # noqa: N802
         return FuseAlgorithm()
@@ -447,6 +448,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterNumber(self.MIN_AREA, "Minimum mapping unit of the vectors "
                                          "(m²)", QgsProcessingParameterNumber.Double,
                                          DEFAULT_MIN_AREA, False, 0.0),
+            QgsProcessingParameterBoolean(
+                self.FORCE_SEGMENTATION, "Write the segmentation even far outside the model's "
+                "training resolutions", False, optional=True),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -541,6 +545,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             cog=self.parameterAsBool(parameters, self.COG, context),
             allow_large=self.parameterAsBool(parameters, self.ALLOW_LARGE, context),
             allow_remote=remote,
+            force_segmentation=self.parameterAsBool(parameters, self.FORCE_SEGMENTATION,
+                                                    context),
         )
 
         import wsfusion_core
@@ -568,6 +574,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         except WsfusionError as exc:
             raise QgsProcessingException(str(exc)) from None
 
+        for text in result.warnings:  # e.g. the resolution guard left the class map out
+            feedback.pushWarning(text)
         feedback.pushInfo(
             f"Done: {result.width}×{result.height} px, {result.count} band(s), CRS {result.crs}, "
             f"{result.tiles} tile(s) in {result.seconds:.1f} s on {result.device}; "

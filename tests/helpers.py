@@ -86,8 +86,11 @@ def save_random_weights(path, tile_size=300, widths=TINY_WIDTHS, seed=0, fusion=
     torch.manual_seed(seed)
     model = FusionModel(num_classes=3, in_channels=3, widths=widths, fusion=fusion)
     model.eval()
+    # The test rasters have 10 m pixels (PIXEL): a test model claims 1-100 m, so the
+    # segmentation resolution guard (resolution.py) lets its class maps through.
     info = ModelInfo(tile_size=tile_size, widths=list(widths), fusion=fusion, name=name,
-                     provenance={"summary": "random init for tests"})
+                     provenance={"summary": "random init for tests"},
+                     training_resolutions_m=[1.0, 100.0])
     return save_weights(path, model, info)
 
 

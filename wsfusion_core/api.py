@@ -88,6 +88,9 @@ class FusionResult:
     selection: str = "blend"
     selection_index: Path | None = None  # best-pixel selection's input index, when asked
     vectors: Path | None = None  # the GeoPackage of class features
+    # One line each: what was asked for and not done, and why (e.g. the segmentation
+    # resolution guard). Front ends show them as warnings; the run itself succeeded.
+    warnings: tuple[str, ...] = ()
 
 
 @only_wsfusion_errors
@@ -122,6 +125,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          allow_large: bool = False,
          selection: str = "blend",
          selection_index: PathLike | None = None,
+         force_segmentation: bool = False,
          ) -> FusionResult:
     """Fuse co-registered (or alignable) rasters into one GeoTIFF on the reference grid.
 
@@ -164,7 +168,12 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     lowest input number), for methods with per-input weights: learned, mean (equal weights:
     the first valid input, a priority mosaic) and min-blue. ``selection_index`` (needs
     ``"best"``) writes which input each pixel came from: 1..K, 0 where none is valid
-    (selection.py, writers.open_index). The segmentation still reads the blended view."""
+    (selection.py, writers.open_index). The segmentation still reads the blended view.
+
+    ``segmentation`` is left out, with a one-line reason in ``FusionResult.warnings``, when
+    the output pixels (in metres, from the CRS) are more than 4x outside the ground
+    resolutions the model was trained on (resolution.py): a class map there would be
+    confident noise. ``force_segmentation`` writes it anyway."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
@@ -221,6 +230,14 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     net = choose(al.inputs, evidence_bands if method == "learned" else "none",
                  tuple(int(b) for b in bands) if bands else None,
                  weights, scale_spec.kind, needs_net)
+    warnings: list[str] = []
+    if classes_wanted and not force_segmentation:
+        refusal = _segmentation_refusal(net.weights, al.grid)
+        if refusal is not None:  # the vectors are the class map too: neither is written
+            warnings.append(refusal)  # shown by the front end, once
+            seg_path = vec_path = None
+            classes_wanted = False
+            needs_net = method == "learned"
     net_bands = net.bands
     bad = band_problem(net_bands, al.count, al.inputs[0].path, explicit=bool(bands)) \
         if (needs_net or bands) else None
@@ -360,7 +377,21 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         class_names=tuple(runner.info.class_names) if classes_wanted and runner else (),
         class_colours=tuple(tuple(c) for c in runner.info.class_colours)
         if classes_wanted and runner else (),
-        chunks=stats, selection=selection, selection_index=i_path, vectors=vec_path)
+        chunks=stats, selection=selection, selection_index=i_path, vectors=vec_path,
+        warnings=tuple(warnings))
+
+
+def _segmentation_refusal(weights: PathLike | None, grid: Any) -> str | None:
+    """The resolution guard's sentence for this model and grid, or None. A model that cannot
+    be read is not judged here: loading it for the run says what is wrong with it."""
+    from .resolution import segmentation_refusal
+    from .weights import read_info, resolve_weights
+
+    try:
+        info = read_info(resolve_weights(weights))
+    except WsfusionError:
+        return None
+    return segmentation_refusal(grid, info)
 
 
 def _check_size(al: Any, targets: dict[str, Path | None], method: str, cog: bool,

@@ -120,16 +120,23 @@ def main() -> None:
 
 
 def _run_fuse(inputs: Sequence[str], output: str, quiet: bool, desc: str = "fusing",
-              **kwargs: Any) -> FusionResult:
+              force_hint: bool = False, **kwargs: Any) -> FusionResult:
     from .api import fuse
 
     progress = _Progress(quiet, desc)
     try:
         with _Stop() as stop:
-            return fuse(list(inputs), output, progress=progress.update, cancel=stop,
-                        log=progress.log, **kwargs)
+            result = fuse(list(inputs), output, progress=progress.update, cancel=stop,
+                          log=progress.log, **kwargs)
     finally:
         progress.close()
+    from .resolution import REFUSAL
+
+    for text in result.warnings:  # even with --quiet: an output asked for was not written
+        hint = "; --force-segmentation writes it anyway" if force_hint and text.startswith(
+            REFUSAL) else ""
+        click.echo(f"Warning: {text}{hint}", err=True)
+    return result
 
 
 def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str:
@@ -170,6 +177,10 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               show_default=True, help="How STAC items are grouped into dates.")
 @click.option("--segmentation", type=click.Path(path_type=str),
               help="Also write the road/building class map (uint8, 255 = nodata).")
+@click.option("--force-segmentation", is_flag=True,
+              help="Write --segmentation even where the pixels are more than 4x outside the "
+              "ground resolutions the model was trained on (default: left out, with a "
+              "warning).")
 @click.option("--quality", type=click.Path(path_type=str),
               help="Also write the per-input weights (float32, one band per input).")
 @click.option("--vectors", type=click.Path(path_type=str), metavar="OUT.gpkg",
@@ -229,7 +240,7 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info lines.")
 @debug_option
 def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
-         asset: str, group: str, segmentation: str | None,
+         asset: str, group: str, segmentation: str | None, force_segmentation: bool,
          quality: str | None, vectors: str | None, min_area: float, weights: str | None,
          method: str, selection: str,
          selection_index: str | None, device: str, batch_size: int | None, compile_: bool,
@@ -267,18 +278,19 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         reference=reference, cog=cog, overwrite=overwrite, verify=verify,
         cluster=clusters[0] if clusters else None, chunk=chunk, resume=resume,
         compile=compile_, bf16=bf16, allow_remote=allow_remote, evidence_bands=evidence_bands,
-        allow_large=allow_large)
+        allow_large=allow_large,
+        force_segmentation=force_segmentation)
     if stac:
         from .sources import stac_inputs
 
         with stac_inputs(stac, asset, group, output, allow_remote) as paths:
-            result = _run_fuse(paths, output, quiet, **kwargs)
+            result = _run_fuse(paths, output, quiet, force_hint=True, **kwargs)
     else:
         if input_list:
             from .sources import read_input_list
 
             inputs = tuple(read_input_list(input_list))
-        result = _run_fuse(inputs, output, quiet, **kwargs)
+        result = _run_fuse(inputs, output, quiet, force_hint=True, **kwargs)
     extra = []
     if result.chunks is not None:
         st = result.chunks
@@ -392,8 +404,12 @@ def demo(output_dir: Path, method: str | None, weights: str | None, device: str,
                       desc=f"demo {name} median", method="median", bands=bands,
                       overwrite=True)
             extra.append(("median", out["median"]))
-        quicklook(inputs, out["fused"], png, segmentation=seg, quality=qual, extra=extra,
-                  bands=bands, scale=scale)
+        if seg is not None and result.segmentation is None:
+            seg.unlink(missing_ok=True)  # the guard fired: no stale class map of an older run
+        # the resolution guard's sentence stands in the segmentation panel when it fired
+        quicklook(inputs, out["fused"], png, segmentation=result.segmentation, quality=qual,
+                  extra=extra, bands=bands, scale=scale,
+                  segmentation_note=result.warnings[0] if result.warnings else None)
         click.echo(_summary(result, [("quicklook", str(png)),
                                      ("inputs", ", ".join(p.name for p in inputs))]))
 

@@ -102,14 +102,34 @@ def read_classes(path: str | os.PathLike, max_side: int = 512) -> np.ndarray:
     return lut[classes]
 
 
+def _note_panel(text: str, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8: ``text`` word-wrapped in dark grey on light grey."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), (225, 225, 225))
+    draw = ImageDraw.Draw(img)
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}") <= width - 12:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    for i, line in enumerate(lines):
+        draw.text((6, 6 + 13 * i), line, fill=(60, 60, 60))
+    return np.asarray(img)
+
+
 def quicklook(inputs: Sequence[str | os.PathLike], fused: str | os.PathLike,
               output: str | os.PathLike, *, segmentation: str | os.PathLike | None = None,
               quality: str | os.PathLike | None = None,
               extra: Sequence[tuple[str, str | os.PathLike]] = (),
               max_side: int = 384, bands: Sequence[int] = (1, 2, 3),
-              scale: str | ScaleSpec | None = None) -> Path:
+              scale: str | ScaleSpec | None = None,
+              segmentation_note: str | None = None) -> Path:
     """Write a labelled PNG: ``input 1 … input K | fused | extra…`` on one radiometric scale,
-    and below them the per-input weights (``quality``) and the segmentation; returns its path."""
+    and below them the per-input weights (``quality``) and the segmentation; returns its path.
+    ``segmentation_note`` (why there is no class map, e.g. the resolution guard's sentence) is
+    written in the segmentation's place, so the reader sees the reason, not an empty panel."""
     from PIL import Image, ImageDraw
 
     rgbs = read_rgbs(inputs, max_side, bands, scale, [fused] + [p for _, p in extra])
@@ -119,12 +139,15 @@ def quicklook(inputs: Sequence[str | os.PathLike], fused: str | os.PathLike,
     bottom: list[tuple[str, np.ndarray] | None] = []
     if quality is not None:
         bottom += [(f"weight {i}", a) for i, a in enumerate(read_weights(quality, max_side), 1)]
+    cell_w = max(a.shape[1] for _, a in top)
+    cell_h = max(a.shape[0] for _, a in top)
     if segmentation is not None:
         bottom += [None] * (k - len(bottom)) + [("segmentation",
                                                  read_classes(segmentation, max_side))]
+    elif segmentation_note:
+        bottom += [None] * (k - len(bottom)) + [("segmentation",
+                                                 _note_panel(segmentation_note, cell_w, cell_h))]
     rows = [top] + ([bottom] if bottom else [])
-    cell_w = max(a.shape[1] for _, a in top)
-    cell_h = max(a.shape[0] for _, a in top)
     width = max(len(r) for r in rows) * (cell_w + GAP) - GAP
     canvas = Image.new("RGB", (width, len(rows) * (cell_h + LABEL_H + GAP) - GAP),
                        (255, 255, 255))

@@ -36,6 +36,8 @@ class InspectReport:
     networks: str | None = None  # layout, evidence and model (evidence.choose's ``why``)
     method: str = "learned"
     selection: str = "blend"
+    # What fuse would do with a segmentation output (the resolution guard, resolution.py)
+    segmentation: str | None = None
 
     def to_text(self) -> str:
         r = self.reference
@@ -70,6 +72,8 @@ class InspectReport:
             if self.selection == "best":
                 lines.append(f"  input index (if asked): 1 band {index_dtype(len(self.inputs))}, "
                              f"1..{len(self.inputs)} in input order, 0 where no input is valid")
+            if self.segmentation:
+                lines.append(f"  segmentation: {self.segmentation}")
         return "\n".join(lines)
 
 
@@ -137,10 +141,14 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
     if refused is not None:
         problems.append(refused)
     wtext: str | None = None
+    seg_note: str | None = None
     if net is not None and net.weights is not None:
+        from .resolution import resolution_note
         from .weights import read_info
 
-        wtext = f"{read_info(net.weights).name} ({net.weights.name})"
+        model = read_info(net.weights)
+        wtext = f"{model.name} ({net.weights.name})"
+        seg_note = resolution_note(ref.grid(), model)
     rule = None
     if not problems and net is not None:  # the rule fuse would apply, from the same read
         al = align(inputs, reference, remote)
@@ -148,4 +156,4 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
             readers = [stack.enter_context(AlignedReader(i, al.grid)) for i in al.inputs]
             rule = radiometry_for(readers, net, spec).rule
     return InspectReport(ref, infos, overlaps, warped, chosen, problems, wtext, rule,
-                         net.why if net is not None else None, method, selection)
+                         net.why if net is not None else None, method, selection, seg_note)

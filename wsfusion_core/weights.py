@@ -64,6 +64,9 @@ class ModelInfo:
     # ``s2`` rule) in training, so inference uses the layout's reflectance for them too.
     # Files without it are RGB models (no evidence), as before.
     evidence: dict[str, Any] = field(default_factory=dict)
+    # [finest, coarsest] ground pixel size in metres the model was trained on; None: not
+    # recorded (older files), resolution.py then assumes the shipped models' provenance.
+    training_resolutions_m: list[float] | None = None
 
     @property
     def num_classes(self) -> int:

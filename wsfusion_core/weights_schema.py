@@ -76,6 +76,13 @@ def positive(v: Any) -> str | None:
     return None if _is_num(v) and v > 0 else f"must be a finite number > 0, not {v!r}"
 
 
+def optional(check: Check) -> Check:
+    """``check``, or null (the field not recorded)."""
+    def inner(v: Any) -> str | None:
+        return None if v is None else check(v)
+    return inner
+
+
 SCHEMA: dict[str, Check] = {
     "tile_size": int_in(*TILE_RANGE),
     "in_channels": int_in(*CHANNEL_RANGE),
@@ -89,6 +96,7 @@ SCHEMA: dict[str, Check] = {
     "metrics": mapping,
     "name": text(200),
     "evidence": mapping,
+    "training_resolutions_m": optional(list_of(positive, 2, 2)),  # [finest, coarsest] metres
 }
 
 # The evidence contract (weights.ModelInfo.evidence): each key and its check.
@@ -128,6 +136,9 @@ def problems(data: Any) -> list[str]:
             len(data["class_names"]) != len(data["class_colours"]):
         out.append(f"class_colours has {len(data['class_colours'])} entries for "
                    f"{len(data['class_names'])} classes")
+    res = data.get("training_resolutions_m")
+    if res is not None and res[0] > res[1]:
+        out.append(f"training_resolutions_m must be [finest, coarsest], not {res}")
     depth = len(data.get("widths", [0] * 5)) - 1
     if data.get("tile_size", TILE_RANGE[1]) < 2 ** depth:
         out.append(f"tile_size {data['tile_size']} is smaller than the network's "
