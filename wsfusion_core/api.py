@@ -27,6 +27,9 @@ from .errors import InputError, OutputError, WsfusionError, only_wsfusion_errors
 from .evidence import choose, radiometry_for
 from .grid import AlignedReader, align
 from .loop import poll, run_plan
+from .masks import MaskRule
+from .masks import attach as attach_masks
+from .masks import mask_rule as parse_mask_rule
 from .options import (
     DEFAULT_MIN_AREA,
     DEFAULT_OVERLAP,
@@ -126,6 +129,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          selection: str = "blend",
          selection_index: PathLike | None = None,
          force_segmentation: bool = False,
+         masks: Sequence[PathLike | None] | None = None,
+         mask_rule: MaskRule | str | None = None,
          ) -> FusionResult:
     """Fuse co-registered (or alignable) rasters into one GeoTIFF on the reference grid.
 
@@ -173,7 +178,14 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     ``segmentation`` is left out, with a one-line reason in ``FusionResult.warnings``, when
     the output pixels (in metres, from the CRS) are more than 4x outside the ground
     resolutions the model was trained on (resolution.py): a class map there would be
-    confident noise. ``force_segmentation`` writes it anyway."""
+    confident noise. ``force_segmentation`` writes it anyway.
+
+    ``masks``: one sensor-mask raster per input, in input order (None for an input without
+    one), on any grid (read with nearest neighbour onto the reference; outside a mask's
+    footprint nothing is masked), and ``mask_rule``: a preset name (``"s2-scl"``,
+    ``"landsat-qa"``) or a ``masks.MaskRule`` of class values or bits. Flagged pixels are
+    invalid, as nodata is: weight exactly 0 for the networks and the composites; where every
+    input is invalid the output is nodata (masks.py)."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
@@ -213,6 +225,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
 
     remote = patterns(allow_remote)
     al = align(inputs, reference, remote)
+    rule = parse_mask_rule(preset=mask_rule) if isinstance(mask_rule, str) else mask_rule
+    al.inputs = attach_masks(al.inputs, masks, rule, remote)
     out_path = output_path(output)
     seg_path = output_path(segmentation) if segmentation is not None else None
     q_path = output_path(quality) if quality is not None else None
@@ -220,7 +234,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     vec_path = output_path(vectors) if vectors is not None else None
     classes_wanted = seg_path is not None or vec_path is not None
     targets = [p for p in (out_path, seg_path, q_path, i_path, vec_path) if p is not None]
-    sources = [i.path for i in al.inputs] + [al.reference.path]
+    sources = [i.path for i in al.inputs] + [al.reference.path] + [
+        i.sensor_mask.path for i in al.inputs if i.sensor_mask is not None]
     check_outputs(targets, sources, overwrite)
     if not allow_large:  # before any model is loaded or pixel read
         _check_size(al, {"fused": out_path, "segmentation": seg_path, "quality": q_path,
@@ -265,7 +280,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         f"{grid.crs.to_string() if grid.crs else 'no CRS'}, from {al.reference.label}")
     for info, wp, ov in zip(al.inputs, al.warped, al.overlaps):
         say(f"input {info.path.name}: {'warped (bilinear)' if wp else 'direct'}, "
-            f"covers {100 * ov:.1f}%, validity: {info.validity_text}")
+            f"covers {100 * ov:.1f}%, validity: {info.validity_text}"
+            + (f" and mask {info.sensor_mask.path.name} ({info.sensor_mask.rule.describe()})"
+               if info.sensor_mask is not None else ""))
     say(f"output: {fmt.text}")
     plan = plan_engine(grid.height, grid.width, runner, overlap, BLOCK)
     if not chunked and runner is not None and grid.width > AUTO_CHUNK_WIDTH:

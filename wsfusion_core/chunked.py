@@ -251,7 +251,8 @@ def fuse_chunked(run: ChunkedRun, progress: Callable[[float], None],
                 "layers": [repr(lay) for lay in layers], "grid": repr(run.grid),
                 "tiles": [run.plan.rows.starts, run.plan.cols.starts, run.plan.rows.tile],
                 "model": model_path, "device": run.device, "bf16": run.bf16,
-                "scales": [np.asarray(s).tolist() for s in run.scales or []]}
+                "scales": [np.asarray(s).tolist() for s in run.scales or []],
+                "masks": [repr(i.sensor_mask) for i in run.inputs]}
     if run.selection != "blend":  # a blend's fingerprint stays what it was (resume)
         settings["selection"] = run.selection
     files = list(run.sources) + ([model_path] if model_path else [])

@@ -27,6 +27,7 @@ from .cli_options import (
     debug_option,
     device_option,
     evidence_option,
+    mask_options,
     scale_option,
 )
 from .errors import Cancelled, WeightsError, WsfusionError, shown
@@ -173,6 +174,10 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               help="STAC asset to read; several keys (red,green,blue) stack single-band "
               "assets in that order; 'bands': every band asset (eo:bands common name) in "
               "the order of the Sentinel-2 / Landsat layout they form.")
+@click.option("--mask-asset", default=None, metavar="NAME",
+              help="STAC asset holding each item's sensor mask (e.g. scl, qa_pixel; default "
+              "from --mask), mosaicked per date like the images.")
+@mask_options
 @click.option("--group", type=click.Choice(list(STAC_GROUPS)), default="solar_day",
               show_default=True, help="How STAC items are grouped into dates.")
 @click.option("--segmentation", type=click.Path(path_type=str),
@@ -240,7 +245,10 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or info lines.")
 @debug_option
 def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
-         asset: str, group: str, segmentation: str | None, force_segmentation: bool,
+         asset: str, mask_asset: str | None, mask_preset: str | None,
+         mask_values: tuple[int, ...] | None, mask_bits: tuple[int, ...] | None,
+         mask_files: tuple[str, ...], group: str, segmentation: str | None,
+         force_segmentation: bool,
          quality: str | None, vectors: str | None, min_area: float, weights: str | None,
          method: str, selection: str,
          selection_index: str | None, device: str, batch_size: int | None, compile_: bool,
@@ -280,10 +288,16 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         compile=compile_, bf16=bf16, allow_remote=allow_remote, evidence_bands=evidence_bands,
         allow_large=allow_large,
         force_segmentation=force_segmentation)
+    rule, mask_asset = _mask_choice(mask_preset, mask_values, mask_bits, mask_files,
+                                    mask_asset, bool(stac))
+    kwargs.update(mask_rule=rule, masks=[m for m in mask_files] if mask_files else None)
     if stac:
-        from .sources import stac_inputs
+        from .sources import stac_inputs_and_masks
 
-        with stac_inputs(stac, asset, group, output, allow_remote) as paths:
+        with stac_inputs_and_masks(stac, asset, mask_asset, group, output,
+                                   allow_remote) as (paths, masks):
+            if masks is not None:
+                kwargs["masks"] = masks
             result = _run_fuse(paths, output, quiet, force_hint=True, **kwargs)
     else:
         if input_list:
@@ -296,6 +310,31 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         st = result.chunks
         extra.append(("chunks", f"{st.chunks} ({st.reused} reused) on {st.workers} worker(s)"))
     click.echo(_summary(result, extra))
+
+
+def _mask_choice(preset: str | None, values: tuple[int, ...] | None,
+                 bits: tuple[int, ...] | None, files: tuple[str, ...], asset: str | None,
+                 stac: bool) -> tuple[Any, str | None]:
+    """(the mask rule, the STAC mask asset) from the mask options, or a usage error."""
+    from .masks import PRESETS, mask_rule
+
+    given = [n for n, v in (("--mask", preset), ("--mask-values", values),
+                            ("--mask-bits", bits)) if v]
+    if len(given) > 1:
+        raise click.UsageError(f"choose the mask rule one way: {' or '.join(given)}")
+    if asset is not None and not stac:
+        raise click.UsageError("--mask-asset is for --stac inputs; give --mask-file otherwise")
+    if asset is not None and files:
+        raise click.UsageError("give the masks one way: --mask-asset or --mask-file")
+    if stac and asset is None and preset and not files:
+        asset = PRESETS[preset][0]
+    if given and not files and asset is None:
+        raise click.UsageError(f"{given[0]} needs the masks: --mask-file (one per input)"
+                               + (" or --mask-asset" if stac else ""))
+    if (files or asset) and not given:
+        raise click.UsageError("the masks need a rule: --mask s2-scl|landsat-qa, "
+                               "--mask-values or --mask-bits")
+    return mask_rule(preset, values, bits), asset
 
 
 # ------------------------------------------------------------------------------------ info
@@ -317,20 +356,25 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
               show_default=True, help="The method fuse would be given.")
 @click.option("--selection", type=click.Choice(list(SELECTIONS)), default="blend",
               show_default=True, help="The selection fuse would be given (blend or best).")
+@mask_options
 @allow_remote_option
 @allow_large_option
 @debug_option
 def info(inputs: tuple[str, ...], reference: str | None,
          bands: tuple[int, ...] | None, scale: str, evidence_bands: str | tuple[int, ...],
-         weights: str | None, method: str, selection: str, allow_remote: tuple[str, ...],
+         weights: str | None, method: str, selection: str, mask_preset: str | None,
+         mask_values: tuple[int, ...] | None, mask_bits: tuple[int, ...] | None,
+         mask_files: tuple[str, ...], allow_remote: tuple[str, ...],
          allow_large: bool) -> None:
     """Show grids, CRS, nodata/masks and overlap of INPUT rasters, and what fuse would do."""
     from .report import inspect
 
+    rule, _ = _mask_choice(mask_preset, mask_values, mask_bits, mask_files, None, False)
     click.echo(inspect(list(inputs), reference=reference, bands=bands, scale=scale,
                        allow_remote=allow_remote, evidence_bands=evidence_bands,
                        weights=weights, allow_large=allow_large, method=method,
-                       selection=selection).to_text())
+                       selection=selection, masks=list(mask_files) or None,
+                       mask_rule=rule).to_text())
 
 
 # ------------------------------------------------------------------------------------ demo

@@ -52,6 +52,42 @@ def _parse_remote(_ctx: click.Context, _param: click.Parameter,
         raise click.BadParameter(str(exc)) from None
 
 
+def _parse_numbers(ctx: click.Context, param: click.Parameter,
+                   value: str | None) -> tuple[int, ...] | None:
+    from .masks import parse_numbers
+
+    if value is None:
+        return None
+    try:
+        return parse_numbers(value, "class values" if param.name == "mask_values" else
+                             "bit numbers")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def mask_options(f: Any) -> Any:
+    """The sensor-mask options shared by ``fuse`` and ``info`` (masks.py)."""
+    from .masks import PRESETS
+
+    for opt in reversed([
+        click.option("--mask", "mask_preset", type=click.Choice(list(PRESETS)), default=None,
+                     help="Sensor-mask preset: s2-scl (Sentinel-2 L2A SCL classes 0,1,3,8,9,"
+                     "10, STAC asset 'scl') or landsat-qa (Landsat C2 QA_PIXEL bits 0-4: fill, "
+                     "dilated cloud, cirrus, cloud, shadow; STAC asset 'qa_pixel')."),
+        click.option("--mask-values", callback=_parse_numbers, default=None, metavar="V,V,..",
+                     help="Mask class values that make a pixel invalid (e.g. 3,8,9,10)."),
+        click.option("--mask-bits", callback=_parse_numbers, default=None, metavar="B,B,..",
+                     help="Mask bit numbers (0 = lowest); a pixel with any of them set is "
+                     "invalid (e.g. 0,1,3,4)."),
+        click.option("--mask-file", "mask_files", multiple=True, metavar="PATH",
+                     help="A mask raster per input, in input order (repeat; 'none' for an "
+                     "input without one); any grid: read nearest-neighbour onto the "
+                     "reference, nothing masked outside its footprint."),
+    ]):
+        f = opt(f)
+    return f
+
+
 allow_remote_option = click.option(
     "--allow-remote", "allow_remote", multiple=True, callback=_parse_remote, metavar="PATTERN",
     help="Read remote inputs (http(s)/s3/gs/az URLs, /vsicurl/, /vsis3/, ...) and remote VRT "

@@ -39,6 +39,8 @@ from .options import MaskKind
 if TYPE_CHECKING:
     from shapely.geometry import Polygon
 
+    from .masks import MaskSource
+
 # Below this share of the reference covered, an input is treated as not overlapping at all.
 MIN_OVERLAP = 1e-9
 
@@ -66,6 +68,9 @@ class RasterInfo:
     # ``mask_kind`` names: applied too (valid = every mask together).
     has_mask: bool = False
     palette: bool = False  # the first image band has a colour table (values are indices)
+    # A sensor mask (masks.py: SCL, QA_PIXEL, a cloud mask) whose flagged pixels are invalid
+    # as nodata is; set by fuse / inspect after describe, never read from the file itself.
+    sensor_mask: MaskSource | None = None
 
     @property
     def count(self) -> int:
@@ -367,6 +372,15 @@ class AlignedReader:
         # (see blockread.py): then a chunk of a distributed run reads what a local run reads.
         self._blocks = FixedBlocks(self._vrt) if self._vrt is not None else None
         self._float = np.dtype(info.dtype).kind == "f"
+        self._sensor = None
+        if info.sensor_mask is not None:
+            from .masks import MaskReader
+
+            try:
+                self._sensor = MaskReader(info.sensor_mask, grid)
+            except BaseException:
+                self.close()
+                raise
 
     @property
     def block_rows(self) -> int:
@@ -410,9 +424,15 @@ class AlignedReader:
                              path=self.info.path) from None
         if self._float:
             valid &= np.isfinite(data).all(axis=0)
+        if self._sensor is not None:  # the sensor mask: one more AND into validity
+            valid &= ~self._sensor.flagged(window, out_shape)
         return data, valid
 
     def close(self) -> None:
+        sensor = getattr(self, "_sensor", None)
+        if sensor is not None:
+            sensor.close()
+            self._sensor = None
         if self._vrt is not None:
             self._vrt.close()
         self._src.close()

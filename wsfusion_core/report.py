@@ -12,7 +12,10 @@ from typing import Sequence, Union
 from . import gdal_errors
 from .errors import InputError, WsfusionError, only_wsfusion_errors, quiet_warnings
 from .evidence import choose, radiometry_for
-from .grid import AlignedReader, RasterInfo, align, alignment_problems, describe
+from .grid import AlignedReader, Grid, RasterInfo, align, alignment_problems, describe
+from .masks import MaskRule
+from .masks import attach as attach_masks
+from .masks import mask_rule as parse_mask_rule
 from .options import DEFAULT_BANDS, band_problem, index_dtype, selection_problem
 from .remote import patterns
 from .view import ScaleSpec, parse_scale
@@ -38,6 +41,9 @@ class InspectReport:
     selection: str = "blend"
     # What fuse would do with a segmentation output (the resolution guard, resolution.py)
     segmentation: str | None = None
+    # Per input: the share of its own valid pixels its sensor mask removes (None: no mask or
+    # not measured because fuse would refuse the inputs)
+    mask_shares: list[float | None] = field(default_factory=list)
 
     def to_text(self) -> str:
         r = self.reference
@@ -52,6 +58,13 @@ class InspectReport:
                       f"  covers {100 * ov:.1f}% of the reference; "
                       + ("warped onto the reference grid (bilinear)" if wp
                          else "on the reference grid (read directly)")]
+            if info.sensor_mask is not None:
+                m = info.sensor_mask
+                share = self.mask_shares[i - 1] if i - 1 < len(self.mask_shares) else None
+                lines.append(f"  sensor mask: {m.label}, {m.rule.describe()} invalid (nearest "
+                             "neighbour onto the reference)"
+                             + (f"; removes {100 * share:.1f}% of its valid pixels"
+                                if share is not None else ""))
         lines.append("fuse would:")
         if self.problems:
             lines += [f"  refuse: {p}" for p in self.problems]
@@ -107,16 +120,21 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
             evidence_bands: str | Sequence[int] | None = "auto",
             weights: PathLike | None = None,
             allow_large: bool = False, method: str = "learned",
-            selection: str = "blend") -> InspectReport:
+            selection: str = "blend",
+            masks: Sequence[PathLike | None] | None = None,
+            mask_rule: MaskRule | str | None = None) -> InspectReport:
     """Describe the inputs and what fuse would do for the learned method; incompatibilities
     are listed, not raised (unreadable files still raise InputError). ``allow_remote``,
-    ``evidence_bands``, ``weights`` and ``allow_large`` as for ``fuse`` (the free disk
-    space is checked by ``fuse`` only: it depends on the output); ``method`` and
-    ``selection`` as fuse would be given them (a combination fuse refuses is listed)."""
+    ``evidence_bands``, ``weights``, ``allow_large``, ``masks`` and ``mask_rule`` as for
+    ``fuse`` (the free disk space is checked by ``fuse`` only: it depends on the output);
+    ``method`` and ``selection`` as fuse would be given them (a combination fuse refuses is
+    listed); each mask's share of its input's valid pixels is measured on a decimated read
+    (as the scale is)."""
     if not inputs:
         raise InputError("no input rasters given")
     remote = patterns(allow_remote)
-    infos = [describe(p, remote) for p in inputs]
+    mrule = parse_mask_rule(preset=mask_rule) if isinstance(mask_rule, str) else mask_rule
+    infos = attach_masks([describe(p, remote) for p in inputs], masks, mrule, remote)
     ref = describe(reference, remote) if reference is not None else infos[0]
     spec = parse_scale(scale)
     errors, overlaps, warped = alignment_problems(infos, ref)
@@ -150,10 +168,39 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
         wtext = f"{model.name} ({net.weights.name})"
         seg_note = resolution_note(ref.grid(), model)
     rule = None
+    shares: list[float | None] = []
     if not problems and net is not None:  # the rule fuse would apply, from the same read
         al = align(inputs, reference, remote)
+        al.inputs = infos  # with their sensor masks
         with ExitStack() as stack:
             readers = [stack.enter_context(AlignedReader(i, al.grid)) for i in al.inputs]
             rule = radiometry_for(readers, net, spec).rule
+        shares = [_mask_share(i, al.grid) for i in al.inputs]
     return InspectReport(ref, infos, overlaps, warped, chosen, problems, wtext, rule,
-                         net.why if net is not None else None, method, selection, seg_note)
+                         net.why if net is not None else None, method, selection, seg_note, shares)
+
+
+def _mask_share(info: RasterInfo, grid: Grid) -> float | None:
+    """The share of ``info``'s own valid pixels (nodata, masks, footprint) on ``grid`` that its
+    sensor mask flags, from a read decimated to SAMPLE_SIDE px (None without a mask)."""
+    from dataclasses import replace
+
+    from rasterio.windows import Window
+
+    from .masks import MaskReader
+    from .view import SAMPLE_SIDE
+
+    if info.sensor_mask is None:
+        return None
+    f = max(1.0, max(grid.width, grid.height) / SAMPLE_SIDE)
+    shape = (max(1, round(grid.height / f)), max(1, round(grid.width / f)))
+    whole = Window(0, 0, grid.width, grid.height)
+    with AlignedReader(replace(info, sensor_mask=None), grid) as rd:
+        _, own = rd.read(whole, out_shape=shape)
+    reader = MaskReader(info.sensor_mask, grid)
+    try:
+        flagged = reader.flagged(whole, out_shape=shape)
+    finally:
+        reader.close()
+    n = int(own.sum())
+    return float((own & flagged).sum()) / n if n else 0.0

@@ -271,19 +271,42 @@ def stac_inputs(path: str | os.PathLike, asset: AssetRequest, group: str, output
     """The fusion inputs of a STAC ItemCollection: one per group, date order. Mosaics are
     written to a hidden folder beside ``output`` (where every worker of a cluster that writes
     the output can read them) and removed afterwards."""
+    with stac_inputs_and_masks(path, asset, None, group, output, allow_remote) as (paths, _):
+        yield paths
+
+
+@contextmanager
+def stac_inputs_and_masks(path: str | os.PathLike, asset: AssetRequest, mask_asset: str | None,
+                          group: str, output: str | os.PathLike,
+                          allow_remote: Sequence[str] = ()
+                          ) -> Iterator[tuple[list[str], list[str] | None]]:
+    """As :func:`stac_inputs`, plus the sensor-mask asset (``scl``, ``qa_pixel``) of the same
+    items grouped the same way: one mask per input, in the same order (None: no mask asset).
+    Every item must have both assets, so the groups match one to one."""
     out = Path(output)
     folder = out.with_name(f".{out.name}.inputs")
     folder.mkdir(exist_ok=True)
     try:
-        yield group_inputs(path, asset, group, folder, allow_remote)
+        paths = group_inputs(path, asset, group, folder, allow_remote)
+        masks = None
+        if mask_asset is not None:
+            (folder / "masks").mkdir(exist_ok=True)
+            masks = group_inputs(path, mask_asset, group, folder / "masks", allow_remote,
+                                 mask=True)
+            if len(masks) != len(paths):  # cannot happen while every item has both assets
+                raise InputError(f"{path}: {len(masks)} dates of {mask_asset!r} for "
+                                 f"{len(paths)} of {asset!r}")
+        yield paths, masks
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def group_inputs(path: str | os.PathLike, asset: AssetRequest, group: str, folder: Path,
-                 allow_remote: Sequence[str] = ()) -> list[str]:
+                 allow_remote: Sequence[str] = (), mask: bool = False) -> list[str]:
     """One input per group (date order): the asset itself when the group is one file, else a
-    VRT written into ``folder`` (always a VRT for a band stack)."""
+    VRT written into ``folder`` (always a VRT for a band stack). ``mask``: the asset is a
+    sensor mask, mosaicked as stored (no alpha band, its nodata value not special: the mask
+    rule decides)."""
     groups: dict[str, list[StacAsset]] = {}
     for a in sorted(stac_assets(path, asset, allow_remote), key=lambda a: (a.when, a.item)):
         groups.setdefault(group_key(a, group), []).append(a)
@@ -295,14 +318,16 @@ def group_inputs(path: str | os.PathLike, asset: AssetRequest, group: str, folde
         elif len(members) == 1:
             out.append(members[0].href)
         else:
-            out.append(str(mosaic_vrt(members, folder / f"{safe}.vrt", allow_remote)))
+            out.append(str(mosaic_vrt(members, folder / f"{safe}.vrt", allow_remote,
+                                      alpha=not mask)))
     return out
 
 
-def mosaic_vrt(members: Sequence[StacAsset], target: Path, allow_remote: Sequence[str] = ()
-               ) -> Path:
+def mosaic_vrt(members: Sequence[StacAsset], target: Path, allow_remote: Sequence[str] = (),
+               alpha: bool = True) -> Path:
     """A VRT mosaic of same-CRS rasters on the first one's pixel size, plus an alpha band that
-    is 0 where no member has data (so gaps between items are not read as valid pixels)."""
+    is 0 where no member has data (so gaps between items are not read as valid pixels).
+    ``alpha=False`` (sensor masks): no alpha band and every stored value copied, nodata too."""
     heads = [_head(m.href, allow_remote) for m in members]
     first = heads[0]
     for m, h in zip(members, heads):
@@ -328,7 +353,8 @@ def mosaic_vrt(members: Sequence[StacAsset], target: Path, allow_remote: Sequenc
     gtype = GDAL_TYPE_NAMES.get(first["dtype"])
     if gtype is None:
         raise InputError(f"{members[0].href}: data type {first['dtype']} cannot be mosaicked")
-    for b in range(1, first["count"] + 2):
+    with_alpha = alpha
+    for b in range(1, first["count"] + (2 if with_alpha else 1)):
         alpha = b == first["count"] + 1
         lines.append(f'  <VRTRasterBand dataType="{gtype}" band="{b}">')
         if alpha:
@@ -350,7 +376,7 @@ def mosaic_vrt(members: Sequence[StacAsset], target: Path, allow_remote: Sequenc
                    f'ySize="{h["height"]}"/>\n'
                    f'      <DstRect xOff="{xoff!r}" yOff="{yoff!r}" xSize="{dw!r}" '
                    f'ySize="{dh!r}"/>\n')
-            if nd is not None:
+            if nd is not None and with_alpha:
                 src += f"      <NODATA>{nd}</NODATA>\n"
             if alpha:
                 top_value = 255 if gtype == "Byte" else 65535 if gtype == "UInt16" else 1
