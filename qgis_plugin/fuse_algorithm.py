@@ -73,11 +73,20 @@ than a clear one. They are aligned onto the grid of the first input (or of <i>Ou
 layer</i>). \
 Web layers (WMS, XYZ) \
 must first be saved to a GeoTIFF.</p>
+<p><b>Sensor masks</b> (optional): one mask layer per input, in the same order (e.g. each \
+date's Sentinel-2 SCL or Landsat QA_PIXEL band, on any grid: read nearest-neighbour, nothing \
+masked outside a mask's extent). Pixels the <i>Sensor mask rule</i> flags are treated as \
+nodata: <i>SCL</i> classes 0 no data, 1 defective, 3 cloud shadow, 8/9 cloud, 10 cirrus; \
+<i>QA_PIXEL</i> bits 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 shadow (snow is kept); or \
+your own class values or bit numbers. Where every input is masked the output is nodata.</p>
 <p><b>Outputs.</b> <i>Fused image</i>: a GeoTIFF on the reference grid with all bands fused \
 (red/green/blue tagged as such when the inputs are). \
 <i>Segmentation</i> (optional): one byte band of classes (background, road, building for the \
 shipped model), styled with the model's class names and colours, background transparent; it \
-needs a model. <i>Per-input quality weights</i> (optional): one float band \
+needs a model, and is left out (with a warning in the log) where the pixels are more than 4x \
+outside the ground resolutions the model was trained on (0.1-2 m for the shipped one, so not \
+for 10 m Sentinel-2) unless <i>Segmentation at any ground resolution</i> is ticked (the \
+vectors too). <i>Per-input quality weights</i> (optional): one float band \
 per input with that input's weight at each pixel (0 = not used, 1 = used alone). \
 <i>Vectors (GeoPackage)</i> (optional): the class map as polygons, one layer per class \
 (buildings, roads) with their area in m² (roads also an estimated length and width), \
@@ -372,6 +381,14 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     SELECTION = "SELECTION"
     SELECTION_INDEX = "SELECTION_INDEX"
     FORCE_SEGMENTATION = "FORCE_SEGMENTATION"
+    MASKS = "MASKS"
+    MASK_RULE = "MASK_RULE"
+    MASK_NUMBERS = "MASK_NUMBERS"
+    # The mask rules offered, in the enum's order (stored as indexes: new ones go last)
+    MASK_RULES = (("s2-scl", "Sentinel-2 SCL classes 0,1,3,8,9,10"),
+                  ("landsat-qa", "Landsat QA_PIXEL bits 0-4"),
+                  ("values", "Class values (listed below)"),
+                  ("bits", "Bit numbers (listed below)"))
 
     def createInstance(self) -> FuseAlgorithm:  # noqa: N802
         return FuseAlgorithm()
@@ -421,6 +438,9 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             behavior=QgsProcessingParameterFile.File, extension="safetensors", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.MASKS, "Sensor masks (one per input)",
+            QgsProcessing.TypeRaster, optional=True))
 
         advanced = [
             QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap (pixels)",
@@ -448,9 +468,14 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterNumber(self.MIN_AREA, "Minimum mapping unit of the vectors "
                                          "(m²)", QgsProcessingParameterNumber.Double,
                                          DEFAULT_MIN_AREA, False, 0.0),
+            QgsProcessingParameterEnum(
+                self.MASK_RULE, "Sensor mask rule", options=[t for _, t in self.MASK_RULES],
+                defaultValue=0),
+            QgsProcessingParameterString(
+                self.MASK_NUMBERS, "Mask values or bits (e.g. 3,8,9,10)",
+                defaultValue="", optional=True),
             QgsProcessingParameterBoolean(
-                self.FORCE_SEGMENTATION, "Write the segmentation even far outside the model's "
-                "training resolutions", False, optional=True),
+                self.FORCE_SEGMENTATION, "Segmentation at any ground resolution", False),
         ]
         for p in advanced:
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -512,7 +537,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
         inputs = [local_raster_path(layer, layer.name()) for layer in layers]
         ref_layer = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
         reference = local_raster_path(ref_layer, "reference") if ref_layer is not None else None
-        remote = sorted({remote_pattern(p, p) for p in [*inputs, reference]
+        masks, rule = self._masks(parameters, context)
+        remote = sorted({remote_pattern(p, p) for p in [*inputs, reference, *(masks or [])]
                          if p is not None and not os.path.isfile(p)})
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         segmentation = self.parameterAsOutputLayer(parameters, self.SEGMENTATION, context) or None
@@ -547,6 +573,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             allow_remote=remote,
             force_segmentation=self.parameterAsBool(parameters, self.FORCE_SEGMENTATION,
                                                     context),
+            masks=masks, mask_rule=rule,
         )
 
         import wsfusion_core
@@ -618,6 +645,27 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             details = QgsProcessingContext.LayerDetails(cls.name, project, self.VECTORS)
             details.setPostProcessor(VectorStyler.create(cls.colour))
             context.addLayerToLoadOnCompletion(uri, details)
+
+    def _masks(self, parameters: dict, context) -> tuple[list[str] | None, Any]:
+        """The mask layers' paths and the rule (wsfusion_core.masks), as --mask-file and
+        --mask / --mask-values / --mask-bits give them on the command line."""
+        from wsfusion_core.errors import WsfusionError
+        from wsfusion_core.masks import mask_rule, parse_numbers
+
+        layers = self.parameterAsLayerList(parameters, self.MASKS, context)
+        if not layers:
+            return None, None
+        paths = [local_raster_path(layer, layer.name()) for layer in layers]
+        kind = self.MASK_RULES[self.parameterAsEnum(parameters, self.MASK_RULE, context)][0]
+        if kind in ("s2-scl", "landsat-qa"):
+            return paths, mask_rule(kind)
+        text = self.parameterAsString(parameters, self.MASK_NUMBERS, context)
+        try:
+            numbers = parse_numbers(text, "class values" if kind == "values" else "bit numbers")
+            return paths, (mask_rule(values=numbers) if kind == "values"
+                           else mask_rule(bits=numbers))
+        except (ValueError, WsfusionError) as exc:
+            raise QgsProcessingException(f"Sensor mask rule: {exc}") from None
 
     @staticmethod
     def _forget_outputs(context, paths, written) -> None:

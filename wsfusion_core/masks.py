@@ -16,8 +16,8 @@ Decisions (docs/cli.md, "Sensor masks"):
   they are ground, and 7 holds much clear ground on bright scenes.
 - ``landsat-qa`` masks the Landsat Collection 2 QA_PIXEL bits 0 fill, 1 dilated cloud,
   2 cirrus, 3 cloud, 4 cloud shadow. Bit 5 (snow) is not masked: snow is ground that a GIS user
-  wants in a winter composite, and CFMask confuses snow with cloud far less than the reverse,
-  so masking it would remove real mountain and winter pixels (``--mask-bits`` can add it).
+  wants in a winter or mountain composite, and where it lies on every date masking it would
+  leave nodata where every input holds a real, clear pixel (a bits rule can add it).
 - Pixels outside the mask raster's footprint are *not* masked: a mask that does not cover a
   place says nothing about it, and masking there would turn valid data into nodata. Values are
   read as stored, the mask's own nodata value included (SCL 0 and the QA fill bit are flagged

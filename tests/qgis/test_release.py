@@ -34,7 +34,8 @@ def odd_class_weights(tmp_path_factory) -> Path:
     info = ModelInfo(tile_size=128, widths=[4, 8], name="odd-classes",
                      class_names=["background", "track", "hut", "pond"],
                      class_colours=[[10, 20, 30], [200, 100, 0], [0, 90, 180], [30, 200, 220]],
-                     provenance={"note": "random init for plugin tests"})
+                     provenance={"note": "random init for plugin tests"},
+                     training_resolutions_m=[1.0, 100.0])  # the 10 m test rasters pass
     model = FusionModel(num_classes=info.num_classes, widths=info.widths)
     return save_weights(tmp_path_factory.mktemp("odd") / "odd.safetensors", model, info)
 
