@@ -78,7 +78,9 @@ date's Sentinel-2 SCL or Landsat QA_PIXEL band, on any grid: read nearest-neighb
 masked outside a mask's extent). Pixels the <i>Sensor mask rule</i> flags are treated as \
 nodata: <i>SCL</i> classes 0 no data, 1 defective, 3 cloud shadow, 8/9 cloud, 10 cirrus; \
 <i>QA_PIXEL</i> bits 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 shadow (snow is kept); or \
-your own class values or bit numbers. Where every input is masked the output is nodata.</p>
+your own class values or bit numbers. Where every input is masked the output is nodata, or, \
+with <i>All masked: use the least-masked input</i>, the input whose mask flags the least of \
+the raster.</p>
 <p><b>Outputs.</b> <i>Fused image</i>: a GeoTIFF on the reference grid with all bands fused \
 (red/green/blue tagged as such when the inputs are). \
 <i>Segmentation</i> (optional): one byte band of classes (background, road, building for the \
@@ -384,6 +386,7 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
     MASKS = "MASKS"
     MASK_RULE = "MASK_RULE"
     MASK_NUMBERS = "MASK_NUMBERS"
+    MASK_FALLBACK = "MASK_FALLBACK"
     # The mask rules offered, in the enum's order (stored as indexes: new ones go last)
     MASK_RULES = (("s2-scl", "Sentinel-2 SCL classes 0,1,3,8,9,10"),
                   ("landsat-qa", "Landsat QA_PIXEL bits 0-4"),
@@ -474,6 +477,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterString(
                 self.MASK_NUMBERS, "Mask values or bits (e.g. 3,8,9,10)",
                 defaultValue="", optional=True),
+            QgsProcessingParameterBoolean(
+                self.MASK_FALLBACK, "All masked: use the least-masked input", False),
             QgsProcessingParameterBoolean(
                 self.FORCE_SEGMENTATION, "Segmentation at any ground resolution", False),
         ]
@@ -574,6 +579,8 @@ class FuseAlgorithm(QgsProcessingAlgorithm):
             force_segmentation=self.parameterAsBool(parameters, self.FORCE_SEGMENTATION,
                                                     context),
             masks=masks, mask_rule=rule,
+            mask_fallback="least-masked" if masks and self.parameterAsBool(
+                parameters, self.MASK_FALLBACK, context) else None,
         )
 
         import wsfusion_core

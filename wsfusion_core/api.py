@@ -27,7 +27,7 @@ from .errors import InputError, OutputError, WsfusionError, only_wsfusion_errors
 from .evidence import choose, radiometry_for
 from .grid import AlignedReader, align
 from .loop import poll, run_plan
-from .masks import MaskRule
+from .masks import MaskRule, with_fallback
 from .masks import attach as attach_masks
 from .masks import mask_rule as parse_mask_rule
 from .options import (
@@ -131,6 +131,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
          force_segmentation: bool = False,
          masks: Sequence[PathLike | None] | None = None,
          mask_rule: MaskRule | str | None = None,
+         mask_fallback: str | None = None,
          ) -> FusionResult:
     """Fuse co-registered (or alignable) rasters into one GeoTIFF on the reference grid.
 
@@ -185,7 +186,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     footprint nothing is masked), and ``mask_rule``: a preset name (``"s2-scl"``,
     ``"landsat-qa"``) or a ``masks.MaskRule`` of class values or bits. Flagged pixels are
     invalid, as nodata is: weight exactly 0 for the networks and the composites; where every
-    input is invalid the output is nodata (masks.py)."""
+    input is invalid the output is nodata (masks.py), unless ``mask_fallback="least-masked"``:
+    where only masks make every input invalid, the input with data there that its mask flags
+    least over the whole grid is used alone (a decimated estimate of the shares, made once)."""
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     try:
@@ -240,6 +243,8 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     if not allow_large:  # before any model is loaded or pixel read
         _check_size(al, {"fused": out_path, "segmentation": seg_path, "quality": q_path,
                          "index": i_path}, method, cog, chunked)
+    # ranks the masked inputs for the fallback (a decimated read of every mask)
+    al.inputs = with_fallback(al.inputs, al.grid, mask_fallback)
 
     needs_net = method == "learned" or classes_wanted
     net = choose(al.inputs, evidence_bands if method == "learned" else "none",

@@ -178,6 +178,9 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
               help="STAC asset holding each item's sensor mask (e.g. scl, qa_pixel; default "
               "from --mask), mosaicked per date like the images.")
 @mask_options
+@click.option("--mask-fallback", type=click.Choice(["least-masked"]), default=None,
+              help="Where the masks flag every input: use the input its mask flags least over "
+              "the whole raster (default: nodata there).")
 @click.option("--group", type=click.Choice(list(STAC_GROUPS)), default="solar_day",
               show_default=True, help="How STAC items are grouped into dates.")
 @click.option("--segmentation", type=click.Path(path_type=str),
@@ -247,7 +250,8 @@ def _summary(result: FusionResult, extra: Sequence[tuple[str, str]] = ()) -> str
 def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str | None,
          asset: str, mask_asset: str | None, mask_preset: str | None,
          mask_values: tuple[int, ...] | None, mask_bits: tuple[int, ...] | None,
-         mask_files: tuple[str, ...], group: str, segmentation: str | None,
+         mask_files: tuple[str, ...], mask_fallback: str | None, group: str,
+         segmentation: str | None,
          force_segmentation: bool,
          quality: str | None, vectors: str | None, min_area: float, weights: str | None,
          method: str, selection: str,
@@ -290,7 +294,11 @@ def fuse(inputs: tuple[str, ...], output: str, input_list: str | None, stac: str
         force_segmentation=force_segmentation)
     rule, mask_asset = _mask_choice(mask_preset, mask_values, mask_bits, mask_files,
                                     mask_asset, bool(stac))
-    kwargs.update(mask_rule=rule, masks=[m for m in mask_files] if mask_files else None)
+    if mask_fallback and not (mask_files or mask_asset):
+        raise click.UsageError("--mask-fallback needs sensor masks (--mask-file or, with "
+                               "--stac, --mask / --mask-asset)")
+    kwargs.update(mask_rule=rule, masks=[m for m in mask_files] if mask_files else None,
+                  mask_fallback=mask_fallback)
     if stac:
         from .sources import stac_inputs_and_masks
 

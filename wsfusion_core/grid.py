@@ -428,6 +428,18 @@ class AlignedReader:
             valid &= ~self._sensor.flagged(window, out_shape)
         return data, valid
 
+    def read_parts(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """→ (data, own validity without the sensor mask, flagged by the mask): what the
+        least-masked fallback (masks.rescue) decides from across the inputs."""
+        mask, self._mask = self._mask, None
+        try:
+            data, own = self.read(window)
+        finally:
+            self._mask = mask
+        flagged = (mask.flagged(window) if mask is not None
+                   else np.zeros(own.shape, bool))
+        return data, own, flagged
+
     def close(self) -> None:
         sensor = getattr(self, "_sensor", None)
         if sensor is not None:

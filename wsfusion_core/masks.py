@@ -120,6 +120,9 @@ class MaskSource:
     rule: MaskRule
     band: int = 1
     allow_remote: tuple[str, ...] = field(default=())
+    # With the least-masked fallback: this input's preference (0 = least masked overall) for
+    # pixels that every input's mask flags; None: no fallback.
+    fallback_rank: int | None = None
 
     @property
     def label(self) -> str:
@@ -215,6 +218,71 @@ class MaskReader:
         self._src.close()
 
 
+FALLBACKS = ("least-masked",)
+
+
+def rescue(own: np.ndarray, flagged: np.ndarray, ranks: Sequence[int | None]) -> np.ndarray:
+    """(K, h, w) bool: the pixels to make valid again under the least-masked fallback. Where
+    every input is invalid only because masks flag it (at least one input has data there by
+    its own nodata, masks and footprint), the input with data there of the lowest rank (the
+    least masked over the whole grid) is used alone; elsewhere nothing changes."""
+    out = np.zeros(own.shape, bool)
+    need = ~(own & ~flagged).any(axis=0) & own.any(axis=0)
+    if not need.any():
+        return out
+    for _, i in sorted((r, i) for i, r in enumerate(ranks) if r is not None):
+        take = need & own[i]
+        out[i] = take
+        need &= ~take
+    return out
+
+
+def mask_share(info: Any, grid: Grid, max_side: int = 1024) -> float | None:
+    """The share of ``info``'s own valid pixels on ``grid`` that its sensor mask flags, from
+    a read decimated to ``max_side`` px (None without a mask). ``info`` shows it; the
+    least-masked fallback ranks the inputs by it."""
+    from dataclasses import replace
+
+    from rasterio.windows import Window
+
+    from .grid import AlignedReader
+
+    if info.sensor_mask is None:
+        return None
+    f = max(1.0, max(grid.width, grid.height) / max_side)
+    shape = (max(1, round(grid.height / f)), max(1, round(grid.width / f)))
+    whole = Window(0, 0, grid.width, grid.height)
+    with AlignedReader(replace(info, sensor_mask=None), grid) as rd:
+        _, own = rd.read(whole, out_shape=shape)
+    reader = MaskReader(info.sensor_mask, grid)
+    try:
+        flagged = reader.flagged(whole, out_shape=shape)
+    finally:
+        reader.close()
+    n = int(own.sum())
+    return float((own & flagged).sum()) / n if n else 0.0
+
+
+def with_fallback(infos: Sequence[Any], grid: Grid, fallback: str | None) -> list[Any]:
+    """``infos`` with each mask's fallback rank set (``"least-masked"``), or as they are."""
+    from dataclasses import replace
+
+    if fallback is None:
+        return list(infos)
+    if fallback not in FALLBACKS:
+        raise InputError(f"unknown mask fallback {fallback!r}; choose one of "
+                         f"{', '.join(FALLBACKS)}")
+    masked = [i for i, info in enumerate(infos) if info.sensor_mask is not None]
+    if not masked:
+        raise InputError("a mask fallback needs sensor masks")
+    shares = {i: mask_share(infos[i], grid) or 0.0 for i in masked}
+    order = sorted(masked, key=lambda i: (shares[i], i))
+    out = list(infos)
+    for rank, i in enumerate(order):
+        out[i] = replace(infos[i], sensor_mask=replace(infos[i].sensor_mask, fallback_rank=rank))
+    return out
+
+
 def _header(src: Any, path: Path) -> Any:
     """A RasterInfo-like header of an open dataset, for Grid.same_as."""
     from .grid import RasterInfo
@@ -250,5 +318,5 @@ def attach(infos: Sequence[Any], masks: Sequence[str | os.PathLike | None] | Non
     return out
 
 
-__all__ = ["PRESETS", "MaskReader", "MaskRule", "MaskSource", "attach", "check_mask",
-           "mask_rule", "parse_numbers"]
+__all__ = ["FALLBACKS", "PRESETS", "MaskReader", "MaskRule", "MaskSource", "attach",
+           "check_mask", "mask_rule", "mask_share", "parse_numbers", "rescue", "with_fallback"]

@@ -12,13 +12,13 @@ from typing import Sequence, Union
 from . import gdal_errors
 from .errors import InputError, WsfusionError, only_wsfusion_errors, quiet_warnings
 from .evidence import choose, radiometry_for
-from .grid import AlignedReader, Grid, RasterInfo, align, alignment_problems, describe
-from .masks import MaskRule
+from .grid import AlignedReader, RasterInfo, align, alignment_problems, describe
+from .masks import MaskRule, mask_share
 from .masks import attach as attach_masks
 from .masks import mask_rule as parse_mask_rule
 from .options import DEFAULT_BANDS, band_problem, index_dtype, selection_problem
 from .remote import patterns
-from .view import ScaleSpec, parse_scale
+from .view import SAMPLE_SIDE, ScaleSpec, parse_scale
 from .writers import output_format
 
 PathLike = Union[str, os.PathLike]
@@ -175,32 +175,7 @@ def inspect(inputs: Sequence[PathLike], reference: PathLike | None = None,
         with ExitStack() as stack:
             readers = [stack.enter_context(AlignedReader(i, al.grid)) for i in al.inputs]
             rule = radiometry_for(readers, net, spec).rule
-        shares = [_mask_share(i, al.grid) for i in al.inputs]
+        shares = [mask_share(i, al.grid, SAMPLE_SIDE) for i in al.inputs]
     return InspectReport(ref, infos, overlaps, warped, chosen, problems, wtext, rule,
                          net.why if net is not None else None, method, selection, seg_note, shares)
 
-
-def _mask_share(info: RasterInfo, grid: Grid) -> float | None:
-    """The share of ``info``'s own valid pixels (nodata, masks, footprint) on ``grid`` that its
-    sensor mask flags, from a read decimated to SAMPLE_SIDE px (None without a mask)."""
-    from dataclasses import replace
-
-    from rasterio.windows import Window
-
-    from .masks import MaskReader
-    from .view import SAMPLE_SIDE
-
-    if info.sensor_mask is None:
-        return None
-    f = max(1.0, max(grid.width, grid.height) / SAMPLE_SIDE)
-    shape = (max(1, round(grid.height / f)), max(1, round(grid.width / f)))
-    whole = Window(0, 0, grid.width, grid.height)
-    with AlignedReader(replace(info, sensor_mask=None), grid) as rd:
-        _, own = rd.read(whole, out_shape=shape)
-    reader = MaskReader(info.sensor_mask, grid)
-    try:
-        flagged = reader.flagged(whole, out_shape=shape)
-    finally:
-        reader.close()
-    n = int(own.sum())
-    return float((own & flagged).sum()) / n if n else 0.0

@@ -40,14 +40,51 @@ class Strip(NamedTuple):
     last: bool
 
 
+def fallback_ranks(readers: Sequence[AlignedReader]) -> list[int | None] | None:
+    """Each input's least-masked fallback rank (masks.with_fallback), or None when off."""
+    ranks = [r.info.sensor_mask.fallback_rank if r.info.sensor_mask is not None else None
+             for r in readers]
+    return ranks if any(r is not None for r in ranks) else None
+
+
+class _Reads:
+    """Reads every input's window; with the least-masked fallback, also keeps each input's
+    own validity and mask so that :meth:`rescued` can decide across the inputs."""
+
+    def __init__(self, readers: Sequence[AlignedReader]) -> None:
+        self.readers = readers
+        self.ranks = fallback_ranks(readers)
+        self.own: list[np.ndarray] = []
+        self.flagged: list[np.ndarray] = []
+
+    def read(self, reader: AlignedReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        if self.ranks is None:
+            return reader.read(window)
+        d, own, flagged = reader.read_parts(window)
+        self.own.append(own)
+        self.flagged.append(flagged)
+        return d, own & ~flagged
+
+    def rescued(self) -> np.ndarray | None:
+        """(K, h, w): pixels the fallback makes valid again (None: fallback off)."""
+        if self.ranks is None:
+            return None
+        from .masks import rescue
+
+        out = rescue(np.stack(self.own), np.stack(self.flagged), self.ranks)
+        self.own, self.flagged = [], []
+        return out
+
+
 def read_strip(readers: Sequence[AlignedReader], window: Window) -> tuple[np.ndarray, np.ndarray]:
     """All inputs' bands and validity for one window: (K, C, h, W) and (K, h, W). Each input is
     copied into the stack as soon as it is read, so only one extra input is ever held."""
     dtype = np.result_type(*[np.dtype(r.info.dtype) for r in readers])
     data: np.ndarray | None = None
     valid: np.ndarray | None = None
+    reads = _Reads(readers)
     for i, reader in enumerate(readers):
-        d, v = reader.read(window)
+        d, v = reads.read(reader, window)
         if data is None or valid is None:
             data = np.empty((len(readers),) + d.shape, dtype)
             valid = np.empty((len(readers),) + v.shape, bool)
@@ -55,6 +92,9 @@ def read_strip(readers: Sequence[AlignedReader], window: Window) -> tuple[np.nda
         valid[i] = v
         del d, v
     assert data is not None and valid is not None
+    extra = reads.rescued()
+    if extra is not None:
+        valid |= extra
     return data, valid
 
 
@@ -105,8 +145,9 @@ class BlockRows:
         if have < y1:
             stop = max(y1, min(-(-y1 // self.block) * self.block, self.end))
             win = Window(self.x, have, self.width, stop - have)
+            reads = _Reads(self.readers)
             for i, reader in enumerate(self.readers):
-                d, v = reader.read(win)
+                d, v = reads.read(reader, win)
                 if data is None or valid is None:
                     data, valid = alloc(d.shape[0])
                 if tail is None and stop > y1:
@@ -118,6 +159,11 @@ class BlockRows:
                     tail[0][i] = d[:, y1 - have:]
                     tail[1][i] = v[y1 - have:]
                 del d, v
+            extra = reads.rescued()
+            if extra is not None and valid is not None:
+                valid[:, have - y0:] |= extra[:, :y1 - have]
+                if tail is not None:
+                    tail[1] |= extra[:, y1 - have:]
         assert data is not None and valid is not None
         pieces = [(y0, data, valid)] + later
         if tail is not None:

@@ -185,17 +185,22 @@ def test_stac_mask_asset_missing_is_one_line(tmp_path, s2_items):
 # ----------------------------------------------------------------------------- mask files
 
 
-@pytest.fixture
-def qa_pair(tmp_path):
+def _qa_pair(tmp_path, h=H, w=W):
     """Two dates and their QA_PIXEL rasters (uint16) on the same 10 m grid."""
     rng = np.random.default_rng(5)
     words = np.array([21824, 21952, 30048, 22280, 23888, 1, 54596, 1 << 1], np.uint16)
-    images = [smooth_image(H, W, seed=s) for s in (21, 22)]
-    qas = [words[rng.integers(0, len(words), (H, W))] for _ in images]
+    images = [smooth_image(h, w, seed=s) for s in (21, 22)]
+    qas = [np.kron(words[rng.integers(0, len(words), (h // 4 + 1, w // 4 + 1))],
+                   np.ones((4, 4), np.uint16))[:h, :w] for _ in images]
     paths = [write_raster(tmp_path / f"l{i}.tif", img, nodata=0) for i, img in enumerate(images)]
     masks = [write_raster(tmp_path / f"l{i}_qa.tif", qa, nodata=1) for i, qa in enumerate(qas)]
     flagged = [(qa.astype(np.uint32) & 0b11111) != 0 for qa in qas]
     return paths, masks, images, flagged
+
+
+@pytest.fixture
+def qa_pair(tmp_path):
+    return _qa_pair(tmp_path)
 
 
 def test_landsat_qa_mask_files_equal_nodata(tmp_path, qa_pair):
@@ -234,12 +239,13 @@ def test_mask_file_on_another_grid_nearest_and_footprint(tmp_path):
     assert (q[1] > 0).all()  # input 2 has no mask ("none")
 
 
-def test_distributed_run_with_masks_equals_the_local_run(tmp_path, qa_pair):
+def test_distributed_run_with_masks_equals_the_local_run(tmp_path):
+    """600 x 540 px in 256 px chunks: 3 x 3 windows on two worker processes."""
     pytest.importorskip("distributed")
-    paths, masks, _, _ = qa_pair
+    paths, masks, _, _ = _qa_pair(tmp_path, 600, 540)
     # a mask on another grid too (warped in fixed blocks): chunk borders must not show
     coarse = write_raster(tmp_path / "coarse.tif",
-                          np.random.default_rng(9).integers(0, 2, (H // 7 + 1, W // 7 + 1),
+                          np.random.default_rng(9).integers(0, 2, (600 // 7 + 1, 540 // 7 + 1),
                                                             np.uint16),
                           transform=from_origin(DEFAULT_TRANSFORM.c - 3, DEFAULT_TRANSFORM.f + 4,
                                                 70, 70))
@@ -250,7 +256,7 @@ def test_distributed_run_with_masks_equals_the_local_run(tmp_path, qa_pair):
         "--mask", "landsat-qa", "--mask-file", str(masks[0]), "--mask-file", str(coarse),
         "--workers", "2", "--chunk", "256", "-q"])
     assert res.exit_code == 0, res.output
-    assert "2 worker(s)" in res.output
+    assert "9 (0 reused) on 2 worker(s)" in res.output
     assert (tmp_path / "local.tif").read_bytes() == (tmp_path / "dist.tif").read_bytes()
 
 
@@ -275,6 +281,7 @@ def test_info_reports_the_mask_and_its_share(tmp_path, qa_pair):
     (["--mask", "s2-scl", "--mask-file", "M0"], "1 mask raster(s) for 2 input(s)"),
     (["--mask", "s2-scl", "--mask-file", "M0", "--mask-file", "missing.tif"], "missing.tif"),
     (["--mask-bits", "1,x", "--mask-file", "M0", "--mask-file", "M0"], "bit numbers"),
+    (["--mask-fallback", "least-masked"], "needs sensor masks"),
 ])
 def test_mask_usage_errors_are_one_line_and_write_nothing(tmp_path, qa_pair, args, words):
     paths, masks, _, _ = qa_pair
@@ -286,3 +293,66 @@ def test_mask_usage_errors_are_one_line_and_write_nothing(tmp_path, qa_pair, arg
     lines = [ln for ln in res.output.splitlines() if ln.startswith("Error:")]
     assert res.exit_code == 1 and len(lines) == 1 and words in lines[0], res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# ----------------------------------------------------------------------------- fallback
+
+
+def _overcast(tmp_path, h=H, w=W):
+    """Three dates with cloud masks (1 = cloud): date 2 is the least cloudy overall, date 3
+    the most; a block is cloudy on all three, and in part of it date 2 has a nodata hole."""
+    imgs = [smooth_image(h, w, seed=s) for s in (31, 32, 33)]
+    imgs[1][:, 10:30, 10:30] = 0  # date 2's own nodata inside the all-cloudy block
+    clouds = [np.zeros((h, w), np.uint8) for _ in imgs]
+    clouds[0][:h // 2, :] = 1
+    clouds[1][:30, :40] = 1
+    clouds[2][:3 * h // 4, :] = 1
+    paths = [write_raster(tmp_path / f"o{i}.tif", a, nodata=0) for i, a in enumerate(imgs)]
+    masks = [write_raster(tmp_path / f"o{i}_m.tif", c) for i, c in enumerate(clouds)]
+    return paths, masks, imgs, clouds
+
+
+@pytest.fixture
+def overcast(tmp_path):
+    return _overcast(tmp_path)
+
+
+@pytest.mark.parametrize("method", ["mean", "median", "learned"])
+def test_least_masked_fallback(tmp_path, overcast, method, random_weights):
+    paths, masks, imgs, clouds = overcast
+    kw = dict(method=method, masks=masks, mask_rule=MaskRule(values=(1,)),
+              weights=random_weights, device="cpu")
+    fuse(paths, tmp_path / "plain.tif", **kw)
+    fuse(paths, tmp_path / "fb.tif", quality=tmp_path / "q.tif" if method != "median" else None,
+         mask_fallback="least-masked", **kw)
+    plain, fb = _read(tmp_path / "plain.tif"), _read(tmp_path / "fb.tif")
+    all_cloudy = np.zeros((H, W), bool)
+    all_cloudy[:30, :40] = True
+    hole = np.zeros((H, W), bool)
+    hole[10:30, 10:30] = True
+    assert (plain[:, all_cloudy] == 0).all()  # without the fallback: nodata
+    # with it: date 2 (least cloudy) where it has data, else date 1 (next least cloudy)
+    use2, use1 = all_cloudy & ~hole, all_cloudy & hole
+    assert np.array_equal(fb[:, use2], imgs[1][:, use2])
+    assert np.array_equal(fb[:, use1], imgs[0][:, use1])
+    assert np.array_equal(fb[:, ~all_cloudy], plain[:, ~all_cloudy])  # nothing else changes
+    if method != "median":
+        q = _read(tmp_path / "q.tif")
+        assert (q[1][use2] == 1).all() and (q[0][use1] == 1).all()
+
+
+def test_fallback_is_the_same_on_two_workers(tmp_path):
+    pytest.importorskip("distributed")
+    paths, masks, _, _ = _overcast(tmp_path, 600, 540)
+    args = ["fuse", *map(str, paths), "--method", "mean", "--mask-values", "1",
+            "--mask-fallback", "least-masked", "-q"]
+    for m in masks:
+        args += ["--mask-file", str(m)]
+    local = CliRunner().invoke(cli.main, args + ["-o", str(tmp_path / "local.tif")])
+    assert local.exit_code == 0, local.output
+    dist = CliRunner().invoke(cli.main, args + ["-o", str(tmp_path / "dist.tif"),
+                                                "--workers", "2", "--chunk", "256"])
+    assert dist.exit_code == 0, dist.output
+    assert "9 (0 reused) on 2 worker(s)" in dist.output
+    assert (tmp_path / "local.tif").read_bytes() == (tmp_path / "dist.tif").read_bytes()
+    assert not (_read(tmp_path / "local.tif")[:, :30, :40] == 0).all()

@@ -13,6 +13,7 @@ from qgis.core import QgsProcessingException, QgsProcessingFeedback
 from rasterio.transform import from_origin
 
 from wsfusion_core import fuse
+from wsfusion_core.masks import MaskRule
 
 SAMPLE = Path(__file__).resolve().parents[2] / "wsfusion_core" / "data" / "sample"
 
@@ -67,6 +68,27 @@ def test_mask_parameters_match_the_core(plugin, scene_paths, scl_masks, tmp_path
         flagged = np.isin(np.kron(m.read(1), np.ones((2, 2), np.uint8)), (0, 1, 3, 8, 9, 10))
     assert (weights[0][flagged & np.isfinite(weights[0])] == 0).all()
     assert flagged.any()
+
+
+def test_mask_fallback_parameter(plugin, scene_paths, tmp_path):
+    """Every input masked in one block: nodata there, or with the fallback the least-masked
+    input (the core's result)."""
+    masks = []
+    for i in range(3):
+        m = np.zeros((80, 96), np.uint8)
+        m[:20, :30] = 1
+        m[20:, :] = 1 if i == 2 else 0  # input 3 the most masked
+        masks.append(write_raster(tmp_path / f"m{i}.tif", m))
+    base = {"INPUTS": [str(p) for p in scene_paths], "METHOD": 1,
+            "MASKS": [str(m) for m in masks], "MASK_RULE": 2, "MASK_NUMBERS": "1"}
+    _run({**base, "OUTPUT": str(tmp_path / "plain.tif")})
+    _run({**base, "OUTPUT": str(tmp_path / "fb.tif"), "MASK_FALLBACK": True})
+    fuse(scene_paths, tmp_path / "core.tif", method="mean", masks=masks,
+         mask_rule=MaskRule(values=(1,)), mask_fallback="least-masked")
+    assert (_read(tmp_path / "plain.tif")[:, :20, :30] == 0).all()
+    fb = _read(tmp_path / "fb.tif")
+    assert np.array_equal(fb, _read(tmp_path / "core.tif"))
+    assert (fb[:, :20, :30] != 0).any()
 
 
 def test_mask_count_and_rule_errors(plugin, scene_paths, scl_masks, tmp_path):
