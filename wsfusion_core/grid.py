@@ -431,12 +431,12 @@ class AlignedReader:
     def read_parts(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """→ (data, own validity without the sensor mask, flagged by the mask): what the
         least-masked fallback (masks.rescue) decides from across the inputs."""
-        mask, self._mask = self._mask, None
+        sensor, self._sensor = self._sensor, None
         try:
             data, own = self.read(window)
         finally:
-            self._mask = mask
-        flagged = (mask.flagged(window) if mask is not None
+            self._sensor = sensor
+        flagged = (sensor.flagged(window) if sensor is not None
                    else np.zeros(own.shape, bool))
         return data, own, flagged
 

@@ -71,7 +71,7 @@ class MaskRule:
     def describe(self) -> str:
         what = (f"values {','.join(map(str, self.values))}" if self.values
                 else f"bits {','.join(map(str, sorted(set(self.bits))))} (any set)")
-        return f"{self.name} ({what})" if self.name else what
+        return f"{self.name} = {what}" if self.name else what
 
 
 # name → (the STAC asset that holds it, the rule every user would choose)

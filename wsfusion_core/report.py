@@ -61,7 +61,7 @@ class InspectReport:
             if info.sensor_mask is not None:
                 m = info.sensor_mask
                 share = self.mask_shares[i - 1] if i - 1 < len(self.mask_shares) else None
-                lines.append(f"  sensor mask: {m.label}, {m.rule.describe()} invalid (nearest "
+                lines.append(f"  sensor mask: {m.label} ({m.rule.describe()} invalid; nearest "
                              "neighbour onto the reference)"
                              + (f"; removes {100 * share:.1f}% of its valid pixels"
                                 if share is not None else ""))
