@@ -103,7 +103,11 @@ def test_mask_count_and_rule_errors(plugin, scene_paths, scl_masks, tmp_path):
 
 
 def test_segmentation_guard_warns_and_force_writes(plugin, tmp_path):
-    inputs = [str(p) for p in sorted((SAMPLE / "s2_pair").glob("input_*.tif"))]
+    import shutil
+
+    # copies: QGIS writes .aux.xml statistics beside the rasters it reads
+    inputs = [str(shutil.copy(p, tmp_path / p.name))
+              for p in sorted((SAMPLE / "s2_pair").glob("input_*.tif"))]
     seg = tmp_path / "seg.tif"
     feedback = Warnings()
     res = _run({"INPUTS": inputs, "OUTPUT": str(tmp_path / "f.tif"), "SEGMENTATION": str(seg),
