@@ -137,7 +137,8 @@ def test_composite_best_with_segmentation_selects_the_same_pixels(tmp_path):
     inputs, _data, _valid = stack_scene(tmp_path, "uint8", height=420)
     for name, seg in (("plain", None), ("seg", tmp_path / "classes.tif")):
         fuse(inputs, tmp_path / f"{name}.tif", method="mean", selection="best",
-             selection_index=tmp_path / f"{name}_index.tif", segmentation=seg, device="cpu")
+             selection_index=tmp_path / f"{name}_index.tif", segmentation=seg, device="cpu",
+             force_segmentation=True)  # the shipped model on 10 m test pixels (the guard)
     assert read(tmp_path / "seg.tif").tobytes() == read(tmp_path / "plain.tif").tobytes()
     assert read(tmp_path / "seg_index.tif").tobytes() == \
         read(tmp_path / "plain_index.tif").tobytes()
