@@ -153,3 +153,12 @@ def test_quicklook_shows_the_reason_instead_of_an_empty_panel(tmp_path):
     grey = (panel == 225).all(axis=-1).mean()
     dark = (panel < 120).all(axis=-1).mean()
     assert grey > 0.5 and dark > 0.005  # light panel with text on it
+
+
+def test_the_guard_leaves_the_vectors_out_too(tmp_path):
+    """The vectors are the class map as polygons: the guard leaves them out with it."""
+    gpkg = tmp_path / "classes.gpkg"
+    res = fuse([str(p) for p in S2], tmp_path / "fused.tif", vectors=gpkg, scale="s2",
+               method="median", device="cpu")
+    assert res.vectors is None and not gpkg.exists() and len(res.warnings) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fused.tif"]
