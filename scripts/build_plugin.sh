@@ -32,6 +32,11 @@ mkdir -p "$dest/docs"
 cp docs/qgis.md "$dest/docs/qgis.md"  # the algorithms' help URL points here
 mkdir -p "$dest/wsfusion_core"
 copy_tree wsfusion_core "$dest/wsfusion_core"
+# plugins.qgis.org takes zips up to 25 MB and each model is 6.7 MB: the zip carries the 8-bit
+# default and the Sentinel-2 L1C model; the satellite RGB and L2A models ship with the Python
+# package (docs/qgis.md says how to use them from QGIS). evidence.choose picks among the models
+# an install holds, so info and fuse agree within each.
+rm -f "$dest/wsfusion_core/data/weights/satellite-rgb."* "$dest/wsfusion_core/data/weights/s2-l2a."*
 
 mkdir -p "$(dirname "$OUT")"
 OUT="$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")"

@@ -26,6 +26,13 @@ from .errors import InputError
 if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry
 
+def apply(transform: Affine, col: float, row: float) -> tuple[float, float]:
+    """(x, y) of a pixel position: ``transform @ (col, row)`` written out, so that it works with
+    every affine release (older ones, which QGIS installs may bring, lack ``@`` on tuples)."""
+    t = transform
+    return t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f
+
+
 LONLAT = CRS.from_epsg(4326)  # traditional GIS order in rasterio: x = longitude
 # The grid's surroundings kept when clipping in longitude/latitude: this share of its extent on
 # every side (at least MIN_MARGIN degrees), so that a curved edge between two densified points
@@ -48,7 +55,7 @@ def grid_problem(transform: Affine, width: int, height: int, crs: CRS | None
     if width < 1 or height < 1:
         return f"it has no pixels ({width} x {height})"
     if crs is not None and crs.is_geographic:
-        ys = [(transform @ (c, r))[1] for c in (0, width) for r in (0, height)]
+        ys = [apply(transform, c, r)[1] for c in (0, width) for r in (0, height)]
         tol = abs(transform.e) + abs(transform.d)  # one pixel: global grids may overhang
         worst = max(ys, key=abs)
         if abs(worst) > 90 + tol:

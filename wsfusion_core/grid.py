@@ -31,7 +31,7 @@ from rasterio.windows import Window
 
 from .blockread import FixedBlocks
 from .errors import InputError, first_line, shown
-from .georef import check_georeferencing, crs_problem, footprint_on
+from .georef import apply, check_georeferencing, crs_problem, footprint_on
 from .input_guard import GDAL_TYPE_NAMES, dtype_problem, open_input
 from .integrity import chained_cause, truncation_problem
 from .options import MaskKind
@@ -315,7 +315,7 @@ def alignment_problems(infos: Sequence[RasterInfo], ref: RasterInfo
         problems.append(InputError("has no CRS and its size differs from the inputs'",
                                    path=ref.path))
     grid = ref.grid()
-    cx, cy = grid.transform @ (grid.width / 2, grid.height / 2)
+    cx, cy = apply(grid.transform, grid.width / 2, grid.height / 2)
     apart = {i.path: why for i in infos if i.crs is not None and ref.crs is not None
              and i.crs != ref.crs
              and (why := crs_problem(i.crs, ref.crs, cx, cy)) is not None}

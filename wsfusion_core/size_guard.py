@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .errors import InputError, OutputError
+from .georef import apply
 from .input_guard import MAX_VRT_BYTES
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ def data_extent(info: RasterInfo) -> BaseGeometry:
         x0, y0 = max(xoff, 0.0), max(yoff, 0.0)
         x1, y1 = min(xoff + w, info.width), min(yoff + h, info.height)
         if x1 > x0 and y1 > y0:
-            corners = [info.transform @ p for p in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
+            corners = [apply(info.transform, *p) for p in ((x0, y0), (x1, y0), (x1, y1),
+                                                           (x0, y1))]
             polys.append(_poly(corners))
     return unary_union(polys) if polys else box(0, 0, 0, 0)
 
