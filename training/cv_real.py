@@ -57,23 +57,6 @@ def choose_step(scores: dict[int, dict[str, dict[str, float]]]) -> int:
     return max(scores, key=lambda s: (round(summary(scores[s])["gap"], 4), s))
 
 
-def soup(files: Sequence[Path], path: Path, extra: dict[str, Any]) -> Path:
-    """The element-wise mean of the fold models (floating tensors; integer buffers from the
-    first), saved with the first's metadata and ``extra`` provenance."""
-    import dataclasses
-
-    from wsfusion_core.weights import load_weights, save_weights
-
-    models = [load_weights(f)[0] for f in files]
-    model, info = load_weights(files[0])
-    states = [m.state_dict() for m in models]
-    mean = {k: (sum(s[k] for s in states) / len(states)) if v.is_floating_point() else v
-            for k, v in states[0].items()}
-    model.load_state_dict(mean)
-    prov = dict(info.provenance, **extra)
-    return save_weights(path, model, dataclasses.replace(info, provenance=prov))
-
-
 def markdown(scores: dict[int, dict[str, dict[str, float]]], step: int, label: str) -> str:
     pairs = scores[step]
     lines = [f"Region-held-out cross-validation, {label}, step {step} (each pair scored by the "
@@ -125,12 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.markdown.write_text(markdown(scores, step, a.label or str(a.runs[0].name)))
     if a.soup:
         files = [r / "steps" / f"step_{step:05d}.safetensors" for r in a.runs]
+        from .select_real import soup
+
         soup(files, a.soup, {"soup_of": [str(f) for f in files], "cv_step": step,
                              "cross_validation": s,
                              "summary": f"real-pairs soup of {len(files)} region folds, step "
                                         f"{step}",
                              "data": "every real pair: each fold model held out one group of "
-                                     "places, the soup averages them (soup_of)"})
+                                     "places, the soup averages them (soup_of)"},
+             write_card=True)
         print(f"soup: {a.soup}")
     return 0
 

@@ -94,7 +94,8 @@ def criterion(row: dict[str, Any]) -> tuple[float, float]:
             float(np.nan_to_num(row["all_leak"], nan=np.inf)))
 
 
-def soup(files: Sequence[str], path: Path) -> Path:
+def soup(files: Sequence[str | Path], path: Path, extra: dict[str, Any] | None = None,
+         write_card: bool = False) -> Path:
     """The element-wise mean of several checkpoints of one run (a "model soup"): one epoch's
     real-cloud score is noisy, the mean of the best few is smoother. Integer buffers (BN's
     batch counter) are taken from the first file."""
@@ -110,8 +111,9 @@ def soup(files: Sequence[str], path: Path) -> Path:
     model.load_state_dict(mean)
     prov = dict(info.provenance, soup_of=[str(f) for f in files],
                 selected_epoch=f"mean of {', '.join(Path(f).stem for f in files)}")
+    prov.update(extra or {})
     return save_weights(path, model, dataclasses.replace(info, provenance=prov),
-                        write_card=False)
+                        write_card=write_card)
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:

@@ -49,18 +49,6 @@ def same_outputs(a: dict[str, Path], b: dict[str, Path]) -> None:
             assert x.tags() == y.tags() and x.descriptions == y.descriptions, kind
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    """The local reference at one torch thread, like every worker."""
-    import torch
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def scene(folder: Path, height: int, width: int) -> list[Path]:
     """Three dates: a plain one, one with a nodata gap, one in another CRS (warped) with
     nodata outside its footprint."""

@@ -263,18 +263,6 @@ def test_best_without_an_index_writes_the_image_alone(tmp_path):
 # ------------------------------------------------------------------------ Dask, CLI
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    """The local reference at one torch thread, like every worker (test_distributed.py)."""
-    import torch
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("method", ["min-blue", "learned"])
 def test_workers_2_give_the_local_bytes(tmp_path, method, random_weights, one_thread):
     """``--workers 2 --chunk 256`` (a local Dask cluster of two processes, windows cut across

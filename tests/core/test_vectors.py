@@ -324,18 +324,6 @@ def test_vectors_alone_need_no_class_map_output(tmp_path, scene):
     ogr_ok(vec)
 
 
-@pytest.fixture
-def one_thread(monkeypatch):
-    """The local reference at one torch thread, like every worker (as test_distributed)."""
-    import torch
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_workers_give_identical_features(tmp_path, scene, one_thread):
     pytest.importorskip("distributed")
     local, dask = tmp_path / "local.gpkg", tmp_path / "dask.gpkg"
