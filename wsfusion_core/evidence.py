@@ -178,15 +178,15 @@ def choose(infos: Sequence[RasterInfo], request: EvidenceRequest = "auto",
            scale_kind: str = "auto", needs_model: bool = True) -> NetworkInput:
     """Decide the networks' bands and model (see the module docstring). Raises a one-line
     WsfusionError naming the file where the request cannot be met."""
-    from .weights import read_info, resolve_weights
-
     req = parse_evidence(request)
     layout, how = common_layout(infos)
     image = tuple(bands) if bands else (layout.rgb if layout else DEFAULT_BANDS)
     first = infos[0]
-    if not needs_model:
+    if not needs_model:  # composites: no weights read (they run without safetensors/torch)
         return NetworkInput(image, (), (), layout, None, None, False,
                             f"layout: {how}" if layout else f"layout not recognised ({how})")
+    from .weights import read_info, resolve_weights
+
     shipped = shipped_for(layout) if layout is not None and req != "none" else None
     by_type = shipped_rgb_for([i.dtype for i in infos]) if not isinstance(req, tuple) else None
     try:
