@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .train import CLASS_WEIGHTS, DEFAULT_DATA
+from .train import CLASS_WEIGHTS, DEFAULT_DATA, _log
 
 WHITE = 0.3  # reflectance shown as white: the ``s2`` scale rule (wsfusion_core.view)
 TIE = 0.01
@@ -199,13 +199,6 @@ def validate(model: Any, pairs: Sequence[Any], masks: dict, cfg: RealConfig,
 
 # ------------------------------------------------------------------------- training
 
-def _log(path: Path, record: dict[str, Any]) -> None:
-    line = json.dumps(record)
-    print(line, flush=True)
-    with open(path, "a") as f:
-        f.write(line + "\n")
-
-
 def _lr(cfg: RealConfig, step: int) -> float:
     t = min(step / max(cfg.steps, 1), 1.0)
     return float(cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + np.cos(np.pi * t)))
@@ -308,7 +301,7 @@ def train(cfg: RealConfig, resume: bool = False) -> Path:
     from wsfusion_core.weights import load_weights, resolve_weights, save_weights
 
     from .losses import partial_label_loss, reconstruction_loss
-    from .real_pairs import load_pairs, make_real_sample
+    from .real_pairs import evidence_stats, load_pairs, make_real_sample
     from .train import adapt_state
 
     torch.set_num_threads(cfg.threads)
@@ -321,8 +314,6 @@ def train(cfg: RealConfig, resume: bool = False) -> Path:
     val_pairs = load_pairs(data, folds=cfg.holdout) if cfg.holdout else []
     if not train_pairs:
         raise SystemExit(f"no real pairs under {data / 'real_clouds'}")
-    from .real_pairs import evidence_stats
-
     ev_mean, ev_std = evidence_stats(train_pairs, ev_idx)
     masks = _cloud_masks(val_pairs, out / "masks") if val_pairs else {}
 

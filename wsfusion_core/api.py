@@ -13,7 +13,7 @@ import json
 import os
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
@@ -274,8 +274,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         # A cluster's client runs no tiles: it loads the model on the CPU for the checks and
         # fixes the batch (the grouping of tiles) for the workers' device.
         runner = _checked_runner(net.weights, device, cluster is not None, batch_size, say,
-                                 purpose, net.all_bands if method == "learned" else net_bands,
-                                 overlap, compile, bf16)
+                                 purpose, net.all_bands, overlap, compile, bf16)
         say(f"networks read: bands {','.join(map(str, net_bands))}; {net.why}")
 
     grid = al.grid
@@ -302,9 +301,9 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
     if runner is not None:
         tags["WSFUSION_MODEL"] = runner.describe()
         tags["WSFUSION_EVIDENCE"] = (", ".join(f"{n}=band {b}" for n, b in zip(
-            net.evidence_names, net.evidence)) if method == "learned" and net.evidence
-            else "none")
-    engine_bands = net.all_bands if method == "learned" else net_bands
+            net.evidence_names, net.evidence)) if net.evidence else "none")
+    # composites are chosen with evidence "none": their networks read the image bands only
+    engine_bands = net.all_bands
     if best:  # blend runs keep their tags (and bytes) as before
         tags["WSFUSION_SELECTION"] = "best"
         say("selection: best pixel (each pixel copied from the input with the highest weight)")
@@ -322,8 +321,7 @@ def fuse(inputs: Sequence[PathLike], output: PathLike, *,
         readers = [stack.enter_context(AlignedReader(i, grid)) for i in al.inputs]
         scales = None
         if runner is not None:
-            view = radiometry_for(readers, net if method == "learned" else replace(
-                net, evidence=(), evidence_names=()), scale_spec)
+            view = radiometry_for(readers, net, scale_spec)
             scales = view.scales()
             tags["WSFUSION_SCALE"] = view.rule
             say(f"network scale: {view.rule}")
@@ -452,10 +450,8 @@ def _checked_runner(weights: PathLike | None, device: str, on_cluster: bool,
         batch_size, device = batch_size or default_batch(device), "cpu"
     runner = load_runner(weights, device, batch_size, say, purpose,
                          compile=compile and not on_cluster, bf16=bf16)
-    # The learned method feeds the image bands and the evidence bands (evidence.py);
-    # segmentation alone reads the image bands.
-    want = runner.info.in_channels + (runner.evidence_count if purpose.startswith(
-        "the learned") else 0)
+    # the image bands, then the evidence bands of a model that reads them (evidence.py)
+    want = runner.info.in_channels + runner.evidence_count
     if len(bands) != want:
         raise InputError(f"the model reads {want} bands but "
                          f"{len(bands)} were chosen ({','.join(map(str, bands))})")

@@ -104,20 +104,24 @@ def shipped_models() -> list[tuple[Path, ModelInfo]]:
     return out
 
 
-def shipped_for(layout: Layout) -> tuple[Path, ModelInfo] | None:
-    """The shipped model trained for this layout (its evidence contract names it), if any."""
-    for path, info in shipped_models():
+def shipped_for(layout: Layout, models: Sequence[tuple[Path, ModelInfo]] | None = None
+                ) -> tuple[Path, ModelInfo] | None:
+    """The shipped model trained for this layout (its evidence contract names it), if any;
+    ``models``: :func:`shipped_models` when the caller has read them already."""
+    for path, info in shipped_models() if models is None else models:
         if layout.key in info.layouts and info.evidence_bands and \
                 layout.bands_of(info.evidence_bands) is not None:
             return path, info
     return None
 
 
-def shipped_rgb_for(dtypes: Sequence[str]) -> tuple[Path, ModelInfo] | None:
+def shipped_rgb_for(dtypes: Sequence[str],
+                    models: Sequence[tuple[Path, ModelInfo]] | None = None
+                    ) -> tuple[Path, ModelInfo] | None:
     """The shipped RGB model (no evidence) trained for inputs of these data types, if any: the
     satellite model for uint16 / int16 / float reflectance, where 8-bit display imagery
     (aerial orthophotos, true-colour products) keeps the default model."""
-    for path, info in shipped_models():
+    for path, info in shipped_models() if models is None else models:
         if not info.evidence_bands and info.dtypes and set(dtypes) <= set(info.dtypes):
             return path, info
     return None
@@ -142,13 +146,13 @@ def reflectance_rule(info: RasterInfo, layout: Layout | None, scale_kind: str,
     """Stored value → reflectance (gain, offset, why) for ``band`` of ``info``: a declared
     band scale/offset or Sentinel-2 quantification/offset tags, else the layout's rule, else a
     reflectance ``scale`` (s2, landsat-c2, reflectance), else None."""
-    from .view import LANDSAT_C2, declared_scale
+    import numpy as np
 
-    tags, sc, of = _declared(info, band)
-    decl = declared_scale("uint16", tags, [1.0], [0.0])
-    if sc not in (0.0, 1.0) or of != 0.0:
-        return sc, of, f"declared band scale {sc:g} / offset {of:g}"
-    if decl is not None:  # Sentinel-2 tags: lo = -offset, hi = 0.3 * q - offset (in DN)
+    from .view import LANDSAT_C2, file_declaration
+
+    decl = (file_declaration(info.path, (band,), info.allow_remote)
+            if np.dtype(info.dtype) != np.uint8 else None)  # uint8 declares value / 255 only
+    if decl is not None:  # lo..hi are the stored values of reflectance 0..0.3
         lo, hi, why = decl
         gain = REFLECTANCE_WHITE / (hi - lo)
         return gain, -lo * gain, why
@@ -161,16 +165,6 @@ def reflectance_rule(info: RasterInfo, layout: Layout | None, scale_kind: str,
     if scale_kind == "reflectance":
         return 1.0, 0.0, "scale reflectance"
     return None
-
-
-def _declared(info: RasterInfo, band: int) -> tuple[dict[str, str], float, float]:
-    """The dataset's and the band's tags, and the band's scale and offset."""
-    from .input_guard import open_input
-
-    with open_input(info.path, info.allow_remote) as src:
-        tags = dict(src.tags())
-        tags.update(src.tags(band))
-        return tags, float(src.scales[band - 1]), float(src.offsets[band - 1])
 
 
 def choose(infos: Sequence[RasterInfo], request: EvidenceRequest = "auto",
@@ -187,8 +181,10 @@ def choose(infos: Sequence[RasterInfo], request: EvidenceRequest = "auto",
                             f"layout: {how}" if layout else f"layout not recognised ({how})")
     from .weights import read_info, resolve_weights
 
-    shipped = shipped_for(layout) if layout is not None and req != "none" else None
-    by_type = shipped_rgb_for([i.dtype for i in infos]) if not isinstance(req, tuple) else None
+    models = shipped_models() if weights is None else []  # each header read once
+    shipped = shipped_for(layout, models) if layout is not None and req != "none" else None
+    by_type = (shipped_rgb_for([i.dtype for i in infos], models)
+               if not isinstance(req, tuple) else None)
     try:
         path = Path(weights) if weights is not None else (
             shipped[0] if shipped is not None else

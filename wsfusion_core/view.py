@@ -228,13 +228,14 @@ def radiometry(data: Sequence[np.ndarray], valid: Sequence[np.ndarray], dtypes: 
                           f"{REFERENCE_TARGET[1]:g}")
 
 
-def file_declaration(path: str | os.PathLike, bands: Sequence[int]
-                     ) -> tuple[float, float, str] | None:
+def file_declaration(path: str | os.PathLike, bands: Sequence[int],
+                     allow_remote: Sequence[str] = ()) -> tuple[float, float, str] | None:
     """What ``path`` declares about the radiometry of its first network band (see
-    :func:`declared_scale`). Opened through the input guard, like every input."""
+    :func:`declared_scale`). Opened through the input guard, like every input (remote ones
+    under the patterns they were admitted with)."""
     from .input_guard import open_input
 
-    with open_input(path) as src:
+    with open_input(path, allow_remote) as src:
         tags = dict(src.tags())
         b = bands[0] if bands else 1
         tags.update(src.tags(b))
@@ -265,7 +266,8 @@ def view_radiometry(readers: list[AlignedReader], bands: tuple[int, ...],
             valid.append(np.zeros((1, 1), bool))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        declared = ([file_declaration(rd.info.path, bands) for rd in readers]
+        declared = ([file_declaration(rd.info.path, bands, rd.info.allow_remote)
+                     for rd in readers]
                     if spec.kind == "auto" and not uint8 else None)
     return radiometry(data, valid, [rd.info.dtype for rd in readers], spec,
                       declared=declared, bands=bands)
